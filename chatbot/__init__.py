@@ -1,0 +1,1 @@
+"""Company Q&A bot: the composition root (settings and the `chatbot` command)."""

@@ -1,0 +1,111 @@
+"""Typed settings, read once per process from the environment and a `.env` file.
+
+This is the only module that reads the environment. Everything else receives a `Settings`
+(or plain values taken from it) from its caller. Every field is documented in README.md;
+`tests/test_settings.py` fails when one is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values people paste from examples and forget to replace.
+_PLACEHOLDER = re.compile(
+    r"^(changeme|changethis|change-me|placeholder|todo|xxx+|secret|<.*>)$|your[-_]", re.I
+)
+
+# Secrets that must not be placeholders outside development.
+SECRET_FIELDS = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "microsoft_app_password",
+    "admin_token",
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names it and says what to do."""
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets."
+    )
+    data_dir: Path = Field(Path("data"), description="Where the model, index, adapters and SQLite file live.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in DATA_DIR.")
+
+    model_server_url: str = Field("http://127.0.0.1:8000", description="Base URL of the model server.")
+    model_backend: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="Which server `chatbot model-server` starts; auto prefers vLLM."
+    )
+    base_model: str = Field(
+        "", description="Local model directory or hub id; empty means the bundled SmolLM2-135M-Instruct."
+    )
+    served_model_name: str = Field("base", description="Name under which the base model is served.")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the model server accepts.")
+    max_loras: int = Field(3, ge=1, description="Adapters loaded at once (active, candidate, previous).")
+    embedding_model: str = Field(
+        "", description="Sentence-transformers model dir or id; empty means the bundled all-MiniLM-L6-v2."
+    )
+
+    port: int = Field(3000, ge=1, le=65535, description="The bot's HTTP port.")
+    slack_bot_token: SecretStr = Field(SecretStr(""), description="Slack bot token (xoxb-...).")
+    slack_signing_secret: SecretStr = Field(SecretStr(""), description="Slack signing secret (HTTP mode).")
+    slack_app_token: SecretStr = Field(SecretStr(""), description="Slack app-level token (xapp-...).")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
+    microsoft_app_id: str = Field("", description="Bot Framework app id; empty turns auth off.")
+    microsoft_app_password: SecretStr = Field(SecretStr(""), description="Bot Framework app password.")
+    microsoft_app_tenant_id: str = Field("", description="Tenant id for single-tenant Teams bots.")
+
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated user ids allowed to run admin commands."
+    )
+    admin_token: SecretStr = Field(SecretStr(""), description="Token for the browser console's admin pages.")
+    retrain_cron: str = Field("0 3 * * *", description="Crontab expression for scheduled retrains.")
+
+    @field_validator("admin_users", mode="before")
+    @classmethod
+    def _admin_users(cls, value: object) -> object:
+        return _split_list(value)
+
+    @model_validator(mode="after")
+    def _no_placeholders_in_production(self) -> Settings:
+        if self.environment == "development":
+            return self
+        for name in SECRET_FIELDS:
+            value = getattr(self, name).get_secret_value()
+            if value and _PLACEHOLDER.search(value):
+                raise SettingsError(
+                    f"{name.upper()} is still a placeholder ({value!r}); set the real value "
+                    "or unset it, or use ENVIRONMENT=development."
+                )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'chatbot.db').resolve()}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The SQL store: questions, answers, votes, corrections, adapter versions, retrain runs."""

@@ -1,0 +1,176 @@
+"""The tables. Statuses are plain strings guarded by CHECK constraints, so SQLite and
+PostgreSQL share one schema and one set of migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, DateTime, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+PLATFORMS = ("slack", "teams", "web", "cli")
+VOTE_SOURCES = ("button", "reaction", "teams_feedback", "console")
+CORRECTION_STATUSES = ("pending", "approved", "rejected")
+REVIEW_DECISIONS = ("approve", "reject")
+ADAPTER_STATUSES = ("candidate", "active", "retired", "failed")
+RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed")
+RUN_TRIGGERS = ("schedule", "admin", "cli")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _when(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+class Question(SQLModel, table=True):
+    __table_args__ = (CheckConstraint(_in("platform", PLATFORMS), name="ck_question_platform"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    workspace: str = Field(default="", max_length=64)
+    channel: str = Field(default="", max_length=128)
+    thread: str = Field(default="", max_length=128)
+    user_id: str = Field(max_length=128, index=True)
+    text: str
+    created_at: datetime = _when()
+
+
+class Answer(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("platform", "reply_channel", "reply_ref", name="uq_answer_reply"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    question_id: int = Field(foreign_key="question.id", index=True)
+    platform: str = Field(max_length=16)
+    text: str
+    passage_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    adapter: str = Field(max_length=128, index=True)
+    confidence: float | None = None
+    latency_ms: int | None = None
+    # Where the platform shows it: Slack channel + message ts, Teams conversation + activity id.
+    reply_channel: str | None = Field(default=None, max_length=128)
+    reply_ref: str | None = Field(default=None, max_length=256)
+    created_at: datetime = _when()
+
+
+class Vote(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("answer_id", "user_id", name="uq_vote_answer_user"),
+        CheckConstraint("value IN (-1, 1)", name="ck_vote_value"),
+        CheckConstraint(_in("source", VOTE_SOURCES), name="ck_vote_source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    answer_id: int = Field(foreign_key="answer.id", index=True)
+    user_id: str = Field(max_length=128)
+    value: int
+    source: str = Field(max_length=16)
+    comment: str | None = None
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+
+
+class Correction(SQLModel, table=True):
+    __table_args__ = (CheckConstraint(_in("status", CORRECTION_STATUSES), name="ck_correction_status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    answer_id: int = Field(foreign_key="answer.id", index=True)
+    author: str = Field(max_length=128)
+    text: str
+    status: str = Field(default="pending", max_length=16, index=True)
+    created_at: datetime = _when()
+    decided_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Review(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("correction_id", "reviewer", name="uq_review_reviewer"),
+        CheckConstraint(_in("decision", REVIEW_DECISIONS), name="ck_review_decision"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    correction_id: int = Field(foreign_key="correction.id", index=True)
+    reviewer: str = Field(max_length=128)
+    decision: str = Field(max_length=16)
+    reason: str | None = None
+    edited_text: str | None = None
+    created_at: datetime = _when()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A platform delivery we have handled; a retry with the same key is dropped."""
+
+    key: str = Field(primary_key=True, max_length=255)
+    created_at: datetime = _when()
+
+
+class AdapterVersion(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint(_in("status", ADAPTER_STATUSES), name="ck_adapter_status"),
+        # The database itself refuses a second active adapter.
+        Index(
+            "uq_adapter_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    path: str
+    base_model: str
+    parent: str | None = Field(default=None, max_length=128)
+    dataset_hash: str = Field(default="", max_length=128)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="candidate", max_length=16)
+    created_at: datetime = _when()
+    activated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    retired_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class AdapterChange(SQLModel, table=True):
+    """Who switched the active adapter, from what to what (None means the base model)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=16)
+    from_name: str | None = Field(default=None, max_length=128)
+    to_name: str | None = Field(default=None, max_length=128)
+    actor: str = Field(max_length=128)
+    reason: str | None = None
+    created_at: datetime = _when()
+
+
+class RetrainRun(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="ck_run_status"),
+        CheckConstraint(_in("trigger", RUN_TRIGGERS), name="ck_run_trigger"),
+        # One run at a time, across every process that shares the database.
+        Index(
+            "uq_run_one_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger: str = Field(max_length=16)
+    requested_by: str | None = Field(default=None, max_length=128)
+    status: str = Field(default="queued", max_length=16, index=True)
+    candidate: str | None = Field(default=None, max_length=128)
+    decision: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+    created_at: datetime = _when()
+    started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -1,0 +1,61 @@
+"""Reads from the store. Nothing here writes."""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from feedback.models import AdapterChange, AdapterVersion, Answer, Correction, Question, RetrainRun, Vote
+
+
+def active_adapter(session: Session) -> AdapterVersion | None:
+    return session.exec(select(AdapterVersion).where(AdapterVersion.status == "active")).first()
+
+
+def get_adapter(session: Session, name: str) -> AdapterVersion | None:
+    return session.exec(select(AdapterVersion).where(AdapterVersion.name == name)).first()
+
+
+def list_adapters(session: Session) -> list[AdapterVersion]:
+    return list(session.exec(select(AdapterVersion).order_by(col(AdapterVersion.id))))
+
+
+def adapter_history(session: Session, limit: int = 20) -> list[AdapterChange]:
+    stmt = select(AdapterChange).order_by(col(AdapterChange.id).desc()).limit(limit)
+    return list(session.exec(stmt))
+
+
+def get_answer(session: Session, answer_id: int) -> Answer | None:
+    return session.get(Answer, answer_id)
+
+
+def get_question(session: Session, question_id: int) -> Question | None:
+    return session.get(Question, question_id)
+
+
+def find_answer_by_reply(
+    session: Session, *, platform: str, reply_channel: str, reply_ref: str
+) -> Answer | None:
+    stmt = select(Answer).where(
+        Answer.platform == platform, Answer.reply_channel == reply_channel, Answer.reply_ref == reply_ref
+    )
+    return session.exec(stmt).first()
+
+
+def votes_for(session: Session, answer_id: int) -> list[Vote]:
+    return list(session.exec(select(Vote).where(Vote.answer_id == answer_id).order_by(col(Vote.id))))
+
+
+def vote_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Vote)).one()
+
+
+def corrections(session: Session, *, status: str | None = None) -> list[Correction]:
+    stmt = select(Correction).order_by(col(Correction.id))
+    if status is not None:
+        stmt = stmt.where(Correction.status == status)
+    return list(session.exec(stmt))
+
+
+def recent_runs(session: Session, limit: int = 10) -> list[RetrainRun]:
+    return list(session.exec(select(RetrainRun).order_by(col(RetrainRun.id).desc()).limit(limit)))

@@ -1,0 +1,411 @@
+"""Every write to the store. Each function commits before it returns, so a caller may tell the
+user "recorded" the moment it gets a result; on error it rolls back and nothing is written.
+
+Pass a session from `Database.writer()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from feedback import errors
+from feedback.models import (
+    PLATFORMS,
+    RUN_STATUSES,
+    RUN_TRIGGERS,
+    VOTE_SOURCES,
+    AdapterChange,
+    AdapterVersion,
+    Answer,
+    Correction,
+    ProcessedEvent,
+    Question,
+    RetrainRun,
+    Review,
+    Vote,
+    utcnow,
+)
+from feedback.queries import active_adapter
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _refuse(session: Session, error: errors.FeedbackError) -> errors.FeedbackError:
+    """End the transaction before raising: nothing was written, and committing an empty
+    transaction (unlike rolling back) leaves the caller's objects loaded. On SQLite this also
+    releases the write lock that BEGIN IMMEDIATE took."""
+    if session.new or session.dirty or session.deleted:
+        session.rollback()
+    else:
+        session.commit()
+    return error
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise errors.InvalidInput(message)
+
+
+# --- questions and answers ---------------------------------------------------------------
+
+
+def record_question(
+    session: Session,
+    *,
+    platform: str,
+    user_id: str,
+    text: str,
+    workspace: str = "",
+    channel: str = "",
+    thread: str = "",
+) -> Question:
+    _require(platform in PLATFORMS, f"Unknown platform {platform!r}.")
+    _require(bool(text.strip()), "A question needs some text.")
+    question = Question(
+        platform=platform, workspace=workspace, channel=channel, thread=thread, user_id=user_id, text=text
+    )
+    session.add(question)
+    session.commit()
+    return question
+
+
+def record_answer(
+    session: Session,
+    *,
+    question_id: int,
+    text: str,
+    adapter: str,
+    passage_ids: Sequence[str] = (),
+    confidence: float | None = None,
+    latency_ms: int | None = None,
+) -> Answer:
+    question = session.get(Question, question_id)
+    if question is None:
+        raise _refuse(session, errors.InvalidInput(f"There is no question #{question_id}."))
+    answer = Answer(
+        question_id=question_id,
+        platform=question.platform,
+        text=text,
+        adapter=adapter,
+        passage_ids=list(passage_ids),
+        confidence=confidence,
+        latency_ms=latency_ms,
+    )
+    session.add(answer)
+    session.commit()
+    return answer
+
+
+def attach_reply(session: Session, *, answer_id: int, reply_channel: str, reply_ref: str) -> Answer:
+    """Remember where the platform shows the answer, so reactions on it find it."""
+    answer = session.get(Answer, answer_id)
+    if answer is None:
+        raise errors.UnknownAnswer(answer_id)
+    answer.reply_channel, answer.reply_ref = reply_channel, reply_ref
+    session.add(answer)
+    session.commit()
+    return answer
+
+
+# --- votes ---------------------------------------------------------------------------------
+
+
+def record_vote(
+    session: Session,
+    *,
+    answer_id: int,
+    user_id: str,
+    value: int,
+    source: str,
+    comment: str | None = None,
+) -> Vote:
+    """One vote per user per answer: a later vote replaces the earlier one."""
+    _require(value in (-1, 1), "A vote is +1 or -1.")
+    _require(source in VOTE_SOURCES, f"Unknown vote source {source!r}.")
+    _require(bool(user_id), "A vote needs a user.")
+    if session.get(Answer, answer_id) is None:
+        raise _refuse(session, errors.UnknownAnswer(answer_id))
+    now = utcnow()
+    stmt = _insert(session, Vote).values(
+        answer_id=answer_id,
+        user_id=user_id,
+        value=value,
+        source=source,
+        comment=comment,
+        created_at=now,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["answer_id", "user_id"],
+        set_={"value": value, "source": source, "comment": comment, "updated_at": now},
+    )
+    session.execute(stmt)
+    session.commit()
+    vote = session.exec(select(Vote).where(Vote.answer_id == answer_id, Vote.user_id == user_id)).one()
+    session.commit()
+    return vote
+
+
+def withdraw_vote(
+    session: Session, *, answer_id: int, user_id: str, source: str, value: int | None = None
+) -> bool:
+    """Remove a user's vote if it still is the one this source gave (e.g. the reaction removed)."""
+    stmt = delete(Vote).where(
+        col(Vote.answer_id) == answer_id, col(Vote.user_id) == user_id, col(Vote.source) == source
+    )
+    if value is not None:
+        stmt = stmt.where(col(Vote.value) == value)
+    result = session.execute(stmt)
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- corrections and reviews -----------------------------------------------------------------
+
+
+def submit_correction(session: Session, *, answer_id: int, author: str, text: str) -> Correction:
+    if not text.strip():
+        raise errors.EmptyCorrection()
+    if session.get(Answer, answer_id) is None:
+        raise _refuse(session, errors.UnknownAnswer(answer_id))
+    correction = Correction(answer_id=answer_id, author=author, text=text.strip())
+    session.add(correction)
+    session.commit()
+    return correction
+
+
+def review_correction(
+    session: Session,
+    *,
+    correction_id: int,
+    reviewer: str,
+    decision: str,
+    reason: str | None = None,
+    edited_text: str | None = None,
+    approvals_required: int = 1,
+) -> Correction:
+    """Record one reviewer's decision. A rejection closes the correction; it is approved once
+    `approvals_required` different reviewers approved it. An edit replaces the text."""
+    _require(decision in ("approve", "reject"), f"Unknown decision {decision!r}.")
+    if edited_text is not None and not edited_text.strip():
+        raise errors.EmptyCorrection()
+    correction = session.get(Correction, correction_id)
+    if correction is None:
+        raise _refuse(session, errors.UnknownCorrection(correction_id))
+    if correction.status != "pending":
+        raise _refuse(
+            session, errors.InvalidTransition(f"Correction #{correction_id} was already {correction.status}.")
+        )
+    already = session.exec(
+        select(Review).where(Review.correction_id == correction_id, Review.reviewer == reviewer)
+    ).first()
+    if already is not None:
+        raise _refuse(session, errors.InvalidTransition(f"You already reviewed correction #{correction_id}."))
+
+    session.add(
+        Review(
+            correction_id=correction_id,
+            reviewer=reviewer,
+            decision=decision,
+            reason=reason,
+            edited_text=edited_text.strip() if edited_text else None,
+        )
+    )
+    if edited_text:
+        correction.text = edited_text.strip()
+    if decision == "reject":
+        correction.status, correction.decided_at = "rejected", utcnow()
+    else:
+        session.flush()
+        approvals = session.exec(
+            select(func.count())
+            .select_from(Review)
+            .where(Review.correction_id == correction_id, Review.decision == "approve")
+        ).one()
+        if approvals >= approvals_required:
+            correction.status, correction.decided_at = "approved", utcnow()
+    session.add(correction)
+    session.commit()
+    return correction
+
+
+# --- processed platform events -------------------------------------------------------------
+
+
+def claim_event(session: Session, *, key: str) -> bool:
+    """True the first time a delivery key is seen, False for every retry of it."""
+    stmt = _insert(session, ProcessedEvent).values(key=key, created_at=utcnow())
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    stmt = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(ProcessedEvent.key)
+    claimed = session.execute(stmt).first() is not None
+    session.commit()
+    return claimed
+
+
+# --- adapter versions ------------------------------------------------------------------------
+
+
+def register_adapter(
+    session: Session,
+    *,
+    name: str,
+    path: str,
+    base_model: str,
+    parent: str | None = None,
+    dataset_hash: str = "",
+    metrics: dict[str, Any] | None = None,
+) -> AdapterVersion:
+    _require(bool(name.strip()), "An adapter needs a name.")
+    if session.exec(select(AdapterVersion).where(AdapterVersion.name == name)).first() is not None:
+        raise _refuse(
+            session,
+            errors.InvalidInput(f"An adapter called {name!r} exists already; versions are never reused."),
+        )
+    adapter = AdapterVersion(
+        name=name,
+        path=path,
+        base_model=base_model,
+        parent=parent,
+        dataset_hash=dataset_hash,
+        metrics=metrics or {},
+    )
+    session.add(adapter)
+    session.commit()
+    return adapter
+
+
+def _switch(
+    session: Session, *, target: str | None, actor: str, action: str, reason: str | None
+) -> AdapterVersion | None:
+    new = None
+    if target is not None:
+        new = session.exec(select(AdapterVersion).where(AdapterVersion.name == target)).first()
+        if new is None:
+            raise _refuse(session, errors.UnknownAdapter(target))
+        if new.status == "failed":
+            raise _refuse(
+                session,
+                errors.InvalidTransition(f"Adapter {target!r} failed validation and cannot be made active."),
+            )
+    current = active_adapter(session)
+    if current is not None and current.name == target:
+        raise _refuse(session, errors.InvalidTransition(f"Adapter {target!r} is already active."))
+    now = utcnow()
+    if current is not None:
+        current.status, current.retired_at = "retired", now
+        session.add(current)
+        session.flush()  # free the single "active" slot before taking it
+    if new is not None:
+        new.status, new.activated_at, new.retired_at = "active", now, None
+        session.add(new)
+    session.add(
+        AdapterChange(
+            action=action,
+            from_name=current.name if current else None,
+            to_name=target,
+            actor=actor,
+            reason=reason,
+        )
+    )
+    session.commit()
+    return new
+
+
+def activate_adapter(
+    session: Session, *, name: str | None, actor: str, reason: str | None = None
+) -> AdapterVersion | None:
+    """Make `name` the active adapter (None: answer with the base model), retiring the current one."""
+    return _switch(session, target=name, actor=actor, action="promote", reason=reason)
+
+
+def rollback_adapter(session: Session, *, actor: str, reason: str | None = None) -> AdapterVersion | None:
+    """Go back to whatever was active before the current adapter was promoted."""
+    current = active_adapter(session)
+    if current is None:
+        raise _refuse(
+            session, errors.InvalidTransition("The base model is serving; there is nothing to roll back.")
+        )
+    promoted = session.exec(
+        select(AdapterChange)
+        .where(AdapterChange.action == "promote", AdapterChange.to_name == current.name)
+        .order_by(col(AdapterChange.id).desc())
+    ).first()
+    target = promoted.from_name if promoted else current.parent
+    return _switch(session, target=target, actor=actor, action="rollback", reason=reason)
+
+
+def mark_adapter_failed(
+    session: Session, *, name: str, metrics: dict[str, Any] | None = None
+) -> AdapterVersion:
+    adapter = session.exec(select(AdapterVersion).where(AdapterVersion.name == name)).first()
+    if adapter is None:
+        raise _refuse(session, errors.UnknownAdapter(name))
+    if adapter.status == "active":
+        raise _refuse(session, errors.InvalidTransition(f"Adapter {name!r} is active; roll it back first."))
+    adapter.status = "failed"
+    if metrics:
+        adapter.metrics = {**adapter.metrics, **metrics}
+    session.add(adapter)
+    session.commit()
+    return adapter
+
+
+# --- retrain runs ----------------------------------------------------------------------------
+
+
+def queue_run(session: Session, *, trigger: str, requested_by: str | None = None) -> RetrainRun:
+    _require(trigger in RUN_TRIGGERS, f"Unknown trigger {trigger!r}.")
+    run = RetrainRun(trigger=trigger, requested_by=requested_by)
+    session.add(run)
+    session.commit()
+    return run
+
+
+def start_run(session: Session, *, run_id: int) -> RetrainRun:
+    """Mark a queued run as running; refused while another run is running anywhere."""
+    run = session.get(RetrainRun, run_id)
+    if run is None:
+        raise _refuse(session, errors.UnknownRun(run_id))
+    if run.status != "queued":
+        raise _refuse(session, errors.InvalidTransition(f"Run #{run_id} is {run.status}, not queued."))
+    run.status, run.started_at = "running", utcnow()
+    session.add(run)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise errors.RunInProgress() from None
+    return run
+
+
+def finish_run(
+    session: Session,
+    *,
+    run_id: int,
+    status: str,
+    decision: str | None = None,
+    candidate: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> RetrainRun:
+    _require(status in RUN_STATUSES and status not in ("queued", "running"), f"{status!r} is not an outcome.")
+    run = session.get(RetrainRun, run_id)
+    if run is None:
+        raise _refuse(session, errors.UnknownRun(run_id))
+    if run.status != "running":
+        raise _refuse(session, errors.InvalidTransition(f"Run #{run_id} is {run.status}, not running."))
+    run.status, run.finished_at = status, utcnow()
+    run.decision, run.candidate, run.error = decision, candidate, error
+    run.metrics = {**run.metrics, **(metrics or {})}
+    session.add(run)
+    session.commit()
+    return run

@@ -1,0 +1,1 @@
+"""Base model preparation, vLLM launcher, embedded engine and the one client."""

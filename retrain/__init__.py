@@ -1,0 +1,1 @@
+"""Datasets from feedback, LoRA training, the validation gate, promotion and rollback."""

@@ -1,0 +1,68 @@
+"""The `chatbot` command, run as a user would: a real process, settings from the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+
+def chatbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATA_DIR", "ENVIRONMENT")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "chatbot", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_db_upgrade_creates_schema_on_an_empty_sqlite_file(tmp_path: Path) -> None:
+    db_file = tmp_path / "store" / "chatbot.db"
+    env = {"DATABASE_URL": f"sqlite:///{db_file}"}
+    result = chatbot("db", "upgrade", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Database at revision" in result.stdout
+    engine = create_engine(env["DATABASE_URL"])
+    assert {"answer", "vote", "adapterversion"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+    current = chatbot("db", "current", env=env, cwd=tmp_path)
+    assert "run `chatbot db upgrade`" not in current.stdout
+
+
+def test_setup_uses_data_dir_by_default(tmp_path: Path) -> None:
+    result = chatbot("setup", env={"DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "chatbot.db").exists()
+
+
+def test_unusable_settings_give_one_clear_line(tmp_path: Path) -> None:
+    env = {"ENVIRONMENT": "production", "SLACK_BOT_TOKEN": "xoxb-your-token"}
+    result = chatbot("db", "upgrade", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "SLACK_BOT_TOKEN is still a placeholder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_adapters_list_on_a_fresh_store(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path)}
+    assert chatbot("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    result = chatbot("adapters", "list", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "base model is serving" in result.stdout
+
+
+@pytest.mark.postgres
+def test_db_upgrade_on_postgres(postgres_server_url: str, tmp_path: Path) -> None:
+    result = chatbot("db", "upgrade", env={"DATABASE_URL": postgres_server_url}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(postgres_server_url)
+    assert "retrainrun" in inspect(engine).get_table_names()
+    engine.dispose()

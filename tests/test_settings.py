@@ -1,0 +1,60 @@
+"""Settings: read from the environment and .env, placeholders refused in production, all documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from chatbot.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", README.read_text()))
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
+    assert missing == [], f"settings missing from README.md: {missing}"
+
+
+def test_defaults_use_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    settings = Settings()
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'chatbot.db'}"
+    assert settings.port == 3000 and settings.admin_users == []
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "ADMIN_USERS=U1, U2 ,teams:29:abc\nPORT=3100\nDATABASE_URL=sqlite:///x.db\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "3200")  # the environment wins over .env
+    settings = Settings()
+    assert settings.admin_users == ["U1", "U2", "teams:29:abc"]
+    assert settings.port == 3200
+    assert settings.sqlalchemy_url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("value", ["changeme", "xoxb-your-token", "<signing secret>", "CHANGETHIS"])
+def test_placeholders_are_refused_in_production(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", value)
+    with pytest.raises(ValidationError, match="SLACK_SIGNING_SECRET is still a placeholder"):
+        Settings()
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert Settings().slack_signing_secret.get_secret_value() == value
+
+
+def test_real_secrets_pass_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1234-5678-abcdefgh")
+    assert Settings().slack_bot_token.get_secret_value().startswith("xoxb-1234")
+
+
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "not-a-port")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
