@@ -1,0 +1,373 @@
+"""The one client for the model server, used by bot/ and retrain/.
+
+It speaks vLLM's OpenAI-compatible API (plus the runtime LoRA endpoints), so it works against
+real vLLM, our embedded engine, or a user's existing vLLM. `ModelClient` is synchronous,
+`AsyncModelClient` asynchronous; both share the payloads and the parsing below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from model_server.errors import (
+    AdapterRejected,
+    BadRequest,
+    ModelNotFound,
+    ModelServerRefused,
+    ModelServerUnavailable,
+)
+
+Message = dict[str, str]
+# Only failures where the request never reached the server are retried.
+_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    model: str
+    finish_reason: str | None
+    token_logprobs: list[float] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+
+    @property
+    def confidence(self) -> float | None:
+        """Geometric-mean token probability of the answer, in [0, 1]; None without logprobs."""
+        if not self.token_logprobs:
+            return None
+        return math.exp(sum(self.token_logprobs) / len(self.token_logprobs))
+
+
+def chat_payload(
+    messages: Sequence[Message],
+    *,
+    model: str,
+    max_tokens: int,
+    temperature: float,
+    logprobs: bool,
+    stop: Sequence[str] | None,
+    seed: int | None,
+    stream: bool = False,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": list(messages),
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": stream,
+    }
+    if logprobs and not stream:
+        payload["logprobs"] = True
+    if stop:
+        payload["stop"] = list(stop)
+    if seed is not None:
+        payload["seed"] = seed
+    return payload
+
+
+def parse_chat(body: dict[str, Any], latency_ms: int) -> ChatResult:
+    choice = body["choices"][0]
+    content = (choice.get("logprobs") or {}).get("content") or []
+    usage = body.get("usage") or {}
+    return ChatResult(
+        text=choice["message"].get("content") or "",
+        model=body.get("model", ""),
+        finish_reason=choice.get("finish_reason"),
+        token_logprobs=[float(item["logprob"]) for item in content if item.get("logprob") is not None],
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        latency_ms=latency_ms,
+    )
+
+
+def parse_stream_line(line: str) -> str | None:
+    """The text delta in one SSE line, '' for chunks without text, None at the end."""
+    if not line.startswith("data:"):
+        return ""
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return None
+    chunk = json.loads(data)
+    if "error" in chunk:
+        raise _refusal(500, chunk)
+    choices = chunk.get("choices") or []
+    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+
+
+def _error_message(body: Any) -> str:
+    # vLLM has used both {"error": {...}} and a flat {"object": "error", "message": ...}.
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if body.get("detail"):
+            return str(body["detail"])
+    return str(body)[:500]
+
+
+def _refusal(status: int, body: Any, *, adapter_call: bool = False) -> ModelServerRefused:
+    message = _error_message(body)
+    if adapter_call and status in (400, 404, 422):
+        return AdapterRejected(status, message)
+    if status == 404:
+        return ModelNotFound(status, message)
+    if status in (400, 422):
+        return BadRequest(status, message)
+    return ModelServerRefused(status, f"The model server failed ({status}): {message}")
+
+
+def _check(response: httpx.Response, *, adapter_call: bool = False) -> None:
+    if response.is_success:
+        return
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    raise _refusal(response.status_code, body, adapter_call=adapter_call)
+
+
+def _model_ids(body: dict[str, Any]) -> list[str]:
+    return [str(item["id"]) for item in body.get("data", [])]
+
+
+class ModelClient:
+    """Synchronous client. `transport` lets tests hand in an `httpx.MockTransport`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 120.0,
+        retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._http.request(method, path, **kwargs)
+            except _RETRYABLE as exc:
+                if attempt == self.retries:
+                    raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+                time.sleep(0.2 * 2**attempt)
+            except httpx.TimeoutException as exc:
+                raise ModelServerUnavailable(self.base_url, "timed out") from exc
+            except httpx.TransportError as exc:
+                raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+        raise AssertionError("unreachable")
+
+    def health(self) -> bool:
+        try:
+            return self._send("GET", "/health").is_success
+        except ModelServerUnavailable:
+            return False
+
+    def models(self) -> list[str]:
+        response = self._send("GET", "/v1/models")
+        _check(response)
+        return _model_ids(response.json())
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        logprobs: bool = True,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> ChatResult:
+        payload = chat_payload(
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            logprobs=logprobs,
+            stop=stop,
+            seed=seed,
+        )
+        started = time.perf_counter()
+        response = self._send("POST", "/v1/chat/completions", json=payload)
+        _check(response)
+        return parse_chat(response.json(), int((time.perf_counter() - started) * 1000))
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text as it is generated."""
+        payload = chat_payload(
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            logprobs=False,
+            stop=stop,
+            seed=seed,
+            stream=True,
+        )
+        try:
+            with self._http.stream("POST", "/v1/chat/completions", json=payload) as response:
+                if not response.is_success:
+                    response.read()
+                    _check(response)
+                for line in response.iter_lines():
+                    delta = parse_stream_line(line)
+                    if delta is None:
+                        return
+                    if delta:
+                        yield delta
+        except httpx.TransportError as exc:
+            raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+
+    def load_adapter(self, name: str, path: str) -> None:
+        response = self._send("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+        _check(response, adapter_call=True)
+
+    def unload_adapter(self, name: str) -> None:
+        response = self._send("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
+        _check(response, adapter_call=True)
+
+
+class AsyncModelClient:
+    """Asynchronous twin of `ModelClient`, for the bot's event loop."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 120.0,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._http.request(method, path, **kwargs)
+            except _RETRYABLE as exc:
+                if attempt == self.retries:
+                    raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+                await asyncio.sleep(0.2 * 2**attempt)
+            except httpx.TimeoutException as exc:
+                raise ModelServerUnavailable(self.base_url, "timed out") from exc
+            except httpx.TransportError as exc:
+                raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+        raise AssertionError("unreachable")
+
+    async def health(self) -> bool:
+        try:
+            return (await self._send("GET", "/health")).is_success
+        except ModelServerUnavailable:
+            return False
+
+    async def models(self) -> list[str]:
+        response = await self._send("GET", "/v1/models")
+        _check(response)
+        return _model_ids(response.json())
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        logprobs: bool = True,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> ChatResult:
+        payload = chat_payload(
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            logprobs=logprobs,
+            stop=stop,
+            seed=seed,
+        )
+        started = time.perf_counter()
+        response = await self._send("POST", "/v1/chat/completions", json=payload)
+        _check(response)
+        return parse_chat(response.json(), int((time.perf_counter() - started) * 1000))
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> AsyncIterator[str]:
+        payload = chat_payload(
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            logprobs=False,
+            stop=stop,
+            seed=seed,
+            stream=True,
+        )
+        try:
+            async with self._http.stream("POST", "/v1/chat/completions", json=payload) as response:
+                if not response.is_success:
+                    await response.aread()
+                    _check(response)
+                async for line in response.aiter_lines():
+                    delta = parse_stream_line(line)
+                    if delta is None:
+                        return
+                    if delta:
+                        yield delta
+        except httpx.TransportError as exc:
+            raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        response = await self._send(
+            "POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path}
+        )
+        _check(response, adapter_call=True)
+
+    async def unload_adapter(self, name: str) -> None:
+        response = await self._send("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
+        _check(response, adapter_call=True)

@@ -1,0 +1,139 @@
+"""The model-server client against plain handler functions (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from model_server.client import AsyncModelClient, ModelClient
+from model_server.errors import AdapterRejected, BadRequest, ModelNotFound, ModelServerUnavailable
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "model": "kb-v1",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "25 days."},
+            "finish_reason": "stop",
+            "logprobs": {"content": [{"token": "25", "logprob": -0.1}, {"token": " days", "logprob": -0.3}]},
+        }
+    ],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
+}
+
+
+def _client(handler) -> ModelClient:  # type: ignore[no-untyped-def]
+    return ModelClient("http://model", transport=httpx.MockTransport(handler), retries=2)
+
+
+def test_chat_sends_the_openai_payload_and_parses_the_answer() -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json=COMPLETION)
+
+    result = _client(handler).chat([{"role": "user", "content": "Leave?"}], model="kb-v1", max_tokens=32)
+    assert seen[0]["model"] == "kb-v1" and seen[0]["logprobs"] is True and seen[0]["max_tokens"] == 32
+    assert (result.text, result.finish_reason, result.completion_tokens) == ("25 days.", "stop", 2)
+    assert result.token_logprobs == [-0.1, -0.3]
+    assert result.confidence == pytest.approx(math.exp(-0.2))
+
+
+def test_stream_yields_deltas_until_done() -> None:
+    chunks = [
+        {"choices": [{"delta": {"role": "assistant"}}]},
+        {"choices": [{"delta": {"content": "25"}}]},
+        {"choices": [{"delta": {"content": " days"}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["stream"] is True
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    assert list(_client(handler).stream([{"role": "user", "content": "Leave?"}], model="base")) == [
+        "25",
+        " days",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (
+            404,
+            {"error": {"message": "The model `kb-v9` does not exist.", "type": "NotFoundError"}},
+            ModelNotFound,
+        ),
+        (
+            404,
+            {"object": "error", "message": "The model `kb-v9` does not exist.", "code": 404},
+            ModelNotFound,
+        ),
+        (400, {"error": {"message": "messages: Field required", "type": "BadRequestError"}}, BadRequest),
+    ],
+)
+def test_errors_keep_the_servers_message(status: int, body: dict, error: type) -> None:
+    client = _client(lambda request: httpx.Response(status, json=body))
+    with pytest.raises(error) as raised:
+        client.chat([{"role": "user", "content": "hi"}], model="kb-v9")
+    assert "kb-v9" in str(raised.value) or "messages" in str(raised.value)
+
+
+def test_a_refused_adapter_says_why() -> None:
+    body = {"error": {"message": "LoRA rank 32 is greater than max_lora_rank 16.", "type": "BadRequestError"}}
+    client = _client(lambda request: httpx.Response(400, json=body))
+    with pytest.raises(AdapterRejected, match="rank 32"):
+        client.load_adapter("kb-v2", "/adapters/kb-v2")
+
+
+def test_connection_errors_are_retried_then_explained() -> None:
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = _client(handler)
+    with pytest.raises(ModelServerUnavailable, match="chatbot model-server"):
+        client.models()
+    assert len(attempts) == 3
+    assert client.health() is False
+
+
+def test_a_transient_connection_error_is_survived() -> None:
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "base"}, {"id": "kb-v1"}]})
+
+    assert _client(handler).models() == ["base", "kb-v1"]
+
+
+async def test_async_client_matches_the_sync_one() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/chat/completions":
+            return httpx.Response(200, json=COMPLETION)
+        return httpx.Response(404, json={"error": {"message": "no such adapter", "type": "NotFoundError"}})
+
+    client = AsyncModelClient("http://model", transport=httpx.MockTransport(handler))
+    result = await client.chat([{"role": "user", "content": "Leave?"}], model="kb-v1")
+    assert result.text == "25 days."
+    with pytest.raises(AdapterRejected, match="no such adapter"):
+        await client.unload_adapter("kb-v9")
+    await client.aclose()
+
+
+def test_a_server_that_is_not_there_at_all() -> None:
+    client = ModelClient("http://127.0.0.1:9", retries=0, timeout=2)
+    with pytest.raises(ModelServerUnavailable, match=r"127\.0\.0\.1:9"):
+        client.chat([{"role": "user", "content": "hi"}], model="base")
