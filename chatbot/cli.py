@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot.settings import Settings, get_settings
 from chatbot.wiring import open_database
 from feedback import migrate, queries
 from feedback.errors import FeedbackError
+from model_server import launch
+from model_server.errors import ModelServerError
+from model_server.prepare import PrepareError, prepare_base_model
 
 log = logging.getLogger("chatbot")
 
 # Errors whose message is written for a person; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (FeedbackError,)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    FeedbackError,
+    ModelServerError,
+    PrepareError,
+    launch.LaunchError,
+)
 
 
 def _settings() -> Settings:
@@ -80,6 +90,61 @@ def setup() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.sqlalchemy_url)
     click.echo(f"Database ready at revision {migrate.current(settings.sqlalchemy_url)}.")
+    model_dir = prepare_base_model(settings.data_dir, settings.base_model)
+    click.echo(f"Base model ready in {model_dir}.")
+
+
+@main.group()
+def model() -> None:
+    """The base model."""
+
+
+@model.command("prepare")
+def model_prepare() -> None:
+    """Prepare the base model (the bundled SmolLM2 unless BASE_MODEL says otherwise)."""
+    settings = _settings()
+    click.echo(prepare_base_model(settings.data_dir, settings.base_model))
+
+
+@main.command("model-server")
+@click.option("--backend", type=click.Choice(["auto", "vllm", "transformers"]), default=None)
+def model_server(backend: str | None) -> None:
+    """Start the model server where MODEL_SERVER_URL points, with the active adapter loaded."""
+    settings = _settings()
+    spec = launch.ServerSpec(
+        model_dir=prepare_base_model(settings.data_dir, settings.base_model),
+        url=settings.model_server_url,
+        served_model_name=settings.served_model_name,
+        max_lora_rank=settings.max_lora_rank,
+        max_loras=settings.max_loras,
+        max_model_len=settings.max_model_len,
+        adapters=_active_adapter_paths(settings),
+    )
+    vllm_python = launch.find_vllm_python(settings.vllm_python)
+    chosen = launch.choose_backend(backend or settings.model_backend, vllm_python)
+    if chosen == "vllm":
+        assert vllm_python is not None
+        command = launch.vllm_command(vllm_python, spec)
+        extra_env = launch.vllm_environment(kv_cache_gib=settings.vllm_kv_cache_gib)
+    else:
+        command, extra_env = launch.engine_command(spec), {}
+    click.echo(f"Starting the {chosen} model server at {spec.url} (base model {spec.model_dir.name}).")
+    sys.exit(launch.run(command, spec, extra_env))
+
+
+def _active_adapter_paths(settings: Settings) -> dict[str, str]:
+    """The adapter recorded as active in SQL, so a restarted server serves it again at once."""
+    try:
+        database = open_database(settings)
+        with database.reader() as session:
+            active = queries.active_adapter(session)
+        database.dispose()
+    except SQLAlchemyError:
+        log.warning("could not read the active adapter; starting with the base model only", exc_info=True)
+        return {}
+    if active is None or not Path(active.path).is_dir():
+        return {}
+    return {active.name: active.path}
 
 
 @main.command("settings")

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         "", description="Local model directory or hub id; empty means the bundled SmolLM2-135M-Instruct."
     )
     served_model_name: str = Field("base", description="Name under which the base model is served.")
+    max_model_len: int = Field(2048, ge=256, description="Context length the model server is started with.")
+    vllm_python: str = Field(
+        "", description="Python of the vLLM environment; empty means .venv-vllm/bin/python."
+    )
+    vllm_kv_cache_gib: int = Field(2, ge=1, description="CPU KV cache for vLLM, in GiB.")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the model server accepts.")
     max_loras: int = Field(3, ge=1, description="Adapters loaded at once (active, candidate, previous).")
     embedding_model: str = Field(

@@ -37,10 +37,14 @@ def test_db_upgrade_creates_schema_on_an_empty_sqlite_file(tmp_path: Path) -> No
     assert "run `chatbot db upgrade`" not in current.stdout
 
 
-def test_setup_uses_data_dir_by_default(tmp_path: Path) -> None:
-    result = chatbot("setup", env={"DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
+def test_setup_uses_data_dir_by_default(tmp_path: Path, base_model_dir: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path / "data"), "BASE_MODEL": str(base_model_dir)}
+    result = chatbot("setup", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "chatbot.db").exists()
+    assert f"Base model ready in {base_model_dir}" in result.stdout
+    again = chatbot("setup", env=env, cwd=tmp_path)  # idempotent
+    assert again.returncode == 0, again.stderr
 
 
 def test_unusable_settings_give_one_clear_line(tmp_path: Path) -> None:
