@@ -1,0 +1,27 @@
+"""Errors the bot shows to the person who asked. `user_message` is what they read; logs keep the rest.
+
+BotError
+├── EmptyQuestion
+└── AnswerUnavailable   the model server is down or failing; the question was still recorded
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    user_message = "Something went wrong on my side. Please try again in a minute."
+
+
+class EmptyQuestion(BotError):
+    user_message = "It looks like the question was empty. What would you like to know?"
+
+
+class AnswerUnavailable(BotError):
+    user_message = (
+        "Sorry, I can't reach my language model right now, so I can't answer. "
+        "Your question was saved; please try again in a few minutes."
+    )
+
+    def __init__(self, reason: str, question_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.question_id = question_id

@@ -1,0 +1,171 @@
+"""The answer pipeline with a fake retriever and a fake model server (a handler function behind
+httpx.MockTransport), recording into a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from bot.errors import AnswerUnavailable, EmptyQuestion
+from bot.pipeline import Pipeline, Question
+from bot.prompts import Turn, approx_tokens, build_messages
+from feedback import migrate
+from feedback.db import Database
+from feedback.models import Answer
+from feedback.models import Question as QuestionRow
+from model_server.client import AsyncModelClient
+
+
+@dataclass(frozen=True)
+class FakePassage:
+    id: str
+    title: str
+    text: str
+    source: str
+    url: str | None = None
+    score: float = 1.0
+
+
+LEAVE = FakePassage(
+    "c1", "Annual Leave > Allowance", "Everyone gets 27 days of leave a year.", "benefits/leave.md"
+)
+CARRY = FakePassage(
+    "c2", "Annual Leave > Carrying over", "Up to 5 days carry over to March 31.", "benefits/leave.md"
+)
+VPN = FakePassage(
+    "c3", "VPN > Installing", "Install Tunnelbird from the portal.", "it/vpn.md", "https://wiki/vpn"
+)
+
+
+class FakeRetriever:
+    def __init__(self, passages: list[FakePassage]) -> None:
+        self.passages = passages
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int = 5) -> list[FakePassage]:
+        self.queries.append(query)
+        return self.passages[:k]
+
+
+class FakeModel:
+    """Answers like vLLM would; remembers what it was asked."""
+
+    def __init__(self, text: str = "You get 27 days of leave a year.", status: int = 200) -> None:
+        self.text, self.status = text, status
+        self.requests: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if self.status != 200:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(
+            200,
+            json={
+                "model": body["model"],
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": self.text},
+                        "finish_reason": "stop",
+                        "logprobs": {
+                            "content": [{"token": "x", "logprob": -0.5}, {"token": "y", "logprob": -0.1}]
+                        },
+                    }
+                ],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 2},
+            },
+        )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    migrate.upgrade(url)
+    return Database(url)
+
+
+def _pipeline(retriever: FakeRetriever, model: FakeModel, db: Database, **kw: object) -> Pipeline:
+    client = AsyncModelClient("http://model", transport=httpx.MockTransport(model), retries=0)
+    return Pipeline(retriever=retriever, client=client, model_name=lambda: "kb-v3", database=db, **kw)  # type: ignore[arg-type]
+
+
+async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Database) -> None:
+    model = FakeModel()
+    pipeline = _pipeline(FakeRetriever([LEAVE, CARRY, VPN]), model, db)
+    answer = await pipeline.answer(
+        Question("How many days of leave do I get?", platform="slack", user_id="U1")
+    )
+
+    assert answer.text == "You get 27 days of leave a year."
+    assert answer.adapter == "kb-v3" and model.requests[0]["model"] == "kb-v3"
+    assert [s.title for s in answer.sources] == [LEAVE.title, CARRY.title, VPN.title]
+    assert answer.sources[2].url == "https://wiki/vpn"
+    assert answer.confidence == pytest.approx(0.7408, abs=1e-3)  # exp(mean(-0.5, -0.1))
+    assert answer.covered and set(answer.timings) == {"retrieve_ms", "generate_ms", "total_ms"}
+    system = model.requests[0]["messages"][0]["content"]
+    assert "only the documents below" in system and "27 days of leave" in system
+    with db.reader() as s:
+        row = s.get(Answer, answer.answer_id)
+        assert row is not None
+        assert (row.adapter, row.passage_ids, row.platform) == ("kb-v3", ["c1", "c2", "c3"], "slack")
+
+
+async def test_empty_question_is_refused_and_nothing_recorded(db: Database) -> None:
+    pipeline = _pipeline(FakeRetriever([LEAVE]), FakeModel(), db)
+    with pytest.raises(EmptyQuestion):
+        await pipeline.answer(Question("   "))
+    with db.reader() as s:
+        assert s.exec(select(QuestionRow)).all() == []
+
+
+async def test_uncovered_question_gets_the_refusal_without_the_model(db: Database) -> None:
+    model = FakeModel()
+    answer = await _pipeline(FakeRetriever([]), model, db).answer(Question("What's the capital of Peru?"))
+    assert not answer.covered and answer.sources == []
+    assert "couldn't find that in the company documents" in answer.text
+    assert model.requests == []
+    with db.reader() as s:
+        assert s.get(Answer, answer.answer_id) is not None
+
+
+async def test_model_server_down_still_records_the_question(db: Database) -> None:
+    pipeline = _pipeline(FakeRetriever([LEAVE]), FakeModel(status=503), db)
+    with pytest.raises(AnswerUnavailable) as raised:
+        await pipeline.answer(Question("How many days of leave?", user_id="U7"))
+    assert "can't reach my language model" in raised.value.user_message
+    with db.reader() as s:
+        rows = s.exec(select(QuestionRow)).all()
+        assert [(q.id, q.user_id) for q in rows] == [(raised.value.question_id, "U7")]
+        assert s.exec(select(Answer)).all() == []
+
+
+def test_passages_and_history_are_fitted_to_the_budget() -> None:
+    long_passage = FakePassage("c9", "Huge", "word " * 2000, "x.md")
+    history = [Turn("user", f"earlier question {i} " * 20) for i in range(30)]
+    messages, used = build_messages(
+        "And in Lisbon?", [LEAVE, long_passage, VPN], history=history, budget=600, count=approx_tokens
+    )
+    assert [p.id for p in used] == ["c1", "c3"]  # rank order; the huge one is skipped
+    total = sum(approx_tokens(m["content"]) for m in messages)
+    assert total <= 600
+    assert messages[-1] == {"role": "user", "content": "And in Lisbon?"}
+    kept = [m["content"] for m in messages[1:-1]]
+    assert kept and kept[-1].startswith("earlier question 29")  # the most recent turns survive
+    assert len(kept) < len(history)
+
+
+async def test_history_reaches_the_model_in_order(db: Database) -> None:
+    model = FakeModel()
+    history = [Turn("user", "How many days of leave?"), Turn("assistant", "27 days.")]
+    await _pipeline(FakeRetriever([LEAVE]), model, db).answer(Question("Can I carry them over?"), history)
+    roles = [(m["role"], m["content"]) for m in model.requests[0]["messages"][1:]]
+    assert roles == [
+        ("user", "How many days of leave?"),
+        ("assistant", "27 days."),
+        ("user", "Can I carry them over?"),
+    ]
