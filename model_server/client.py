@@ -119,7 +119,9 @@ def _error_message(body: Any) -> str:
 
 def _refusal(status: int, body: Any, *, adapter_call: bool = False) -> ModelServerRefused:
     message = _error_message(body)
-    if adapter_call and status in (400, 404, 422):
+    if adapter_call:
+        # vLLM answers 500 for adapters it cannot serve (rank over the limit, modules_to_save),
+        # 404 for a missing path and 400 for a name in use; each message says why.
         return AdapterRejected(status, message)
     if status == 404:
         return ModelNotFound(status, message)
