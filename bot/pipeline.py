@@ -96,12 +96,14 @@ class Pipeline:
         question_id = await self._record_question(question)
 
         passages = await asyncio.to_thread(self.retriever.search, question.text, self.k)
-        retrieved = time.perf_counter()
         model = self.model_name()
         if not passages:
             text = NOT_COVERED.format(fallback=self.style.fallback)
-            return await self._finish(question_id, text, [], model, None, False, started, retrieved)
+            return await self._finish(
+                question_id=question_id, text=text, passages=[], messages=[], model=model, started=started
+            )
 
+        retrieved = time.perf_counter()
         budget = self.max_model_len - self.max_answer_tokens
         messages, used = build_messages(
             question.text, passages, history=history, style=self.style, budget=budget, count=self.count_tokens
@@ -113,14 +115,14 @@ class Pipeline:
             raise AnswerUnavailable(str(exc), question_id) from exc
         used_passages = [p for p in passages if any(p.id == u.id for u in used)]
         return await self._finish(
-            question_id,
-            result.text.strip(),
-            used_passages,
-            model,
-            result.confidence,
-            True,
-            started,
-            retrieved,
+            question_id=question_id,
+            text=result.text.strip(),
+            passages=used_passages,
+            messages=messages,
+            model=model,
+            confidence=result.confidence,
+            started=started,
+            retrieved=retrieved,
         )
 
     async def _record_question(self, question: Question) -> int | None:
@@ -144,16 +146,19 @@ class Pipeline:
 
     async def _finish(
         self,
+        *,
         question_id: int | None,
         text: str,
         passages: Sequence[Passage],
+        messages: Sequence[dict[str, str]],
         model: str,
-        confidence: float | None,
-        covered: bool,
         started: float,
-        retrieved: float,
+        retrieved: float | None = None,
+        confidence: float | None = None,
     ) -> Answer:
+        """Record the answer (the prompt exactly as served included) and package it."""
         done = time.perf_counter()
+        retrieved = retrieved or done
         timings = {
             "retrieve_ms": int((retrieved - started) * 1000),
             "generate_ms": int((done - retrieved) * 1000),
@@ -171,6 +176,7 @@ class Pipeline:
                         text=text,
                         adapter=model,
                         passage_ids=[p.id for p in passages],
+                        prompt=messages,
                         confidence=confidence,
                         latency_ms=timings["total_ms"],
                     ).id
@@ -181,7 +187,7 @@ class Pipeline:
             sources=_sources(passages),
             adapter=model,
             confidence=confidence,
-            covered=covered,
+            covered=bool(messages),
             timings=timings,
             question_id=question_id,
             answer_id=answer_id,

@@ -51,6 +51,8 @@ class Answer(SQLModel, table=True):
     platform: str = Field(max_length=16)
     text: str
     passage_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The messages exactly as the model saw them, so training data is the conversation as served.
+    prompt: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     adapter: str = Field(max_length=128, index=True)
     confidence: float | None = None
     latency_ms: int | None = None

@@ -87,6 +87,7 @@ def record_answer(
     passage_ids: Sequence[str] = (),
     confidence: float | None = None,
     latency_ms: int | None = None,
+    prompt: Sequence[dict[str, str]] = (),
 ) -> Answer:
     question = session.get(Question, question_id)
     if question is None:
@@ -97,6 +98,7 @@ def record_answer(
         text=text,
         adapter=adapter,
         passage_ids=list(passage_ids),
+        prompt=list(prompt),
         confidence=confidence,
         latency_ms=latency_ms,
     )

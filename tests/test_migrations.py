@@ -59,3 +59,29 @@ def test_upgrade_creates_schema_on_postgres(postgres_server_url: str) -> None:
     migrate.upgrade(postgres_server_url)
     assert migrate.current(postgres_server_url) == migrate.head()
     _check_schema(postgres_server_url)
+
+
+def test_upgrade_keeps_existing_answers(tmp_path) -> None:
+    """0002 adds a NOT NULL column; answers written under 0001 get an empty prompt."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO question (platform, workspace, channel, thread, user_id, text, created_at) "
+                "VALUES ('slack', '', 'C1', '', 'U1', 'How much leave?', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO answer (question_id, platform, text, passage_ids, adapter, created_at) "
+                "VALUES (1, 'slack', '25 days.', '[]', 'base', '2026-01-01')"
+            )
+        )
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT text, prompt FROM answer")).all() == [("25 days.", "[]")]
+    engine.dispose()

@@ -113,6 +113,7 @@ async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Dat
         row = s.get(Answer, answer.answer_id)
         assert row is not None
         assert (row.adapter, row.passage_ids, row.platform) == ("kb-v3", ["c1", "c2", "c3"], "slack")
+        assert row.prompt == model.requests[0]["messages"]  # the conversation exactly as served
 
 
 async def test_empty_question_is_refused_and_nothing_recorded(db: Database) -> None:
