@@ -106,6 +106,13 @@ class Review(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+class OptOut(SQLModel, table=True):
+    """A person who asked that their messages never become training data."""
+
+    user_id: str = Field(primary_key=True, max_length=128)
+    created_at: datetime = _when()
+
+
 class ProcessedEvent(SQLModel, table=True):
     """A platform delivery we have handled; a retry with the same key is dropped."""
 

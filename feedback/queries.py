@@ -5,7 +5,16 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from feedback.models import AdapterChange, AdapterVersion, Answer, Correction, Question, RetrainRun, Vote
+from feedback.models import (
+    AdapterChange,
+    AdapterVersion,
+    Answer,
+    Correction,
+    OptOut,
+    Question,
+    RetrainRun,
+    Vote,
+)
 
 
 def active_adapter(session: Session) -> AdapterVersion | None:
@@ -59,3 +68,35 @@ def corrections(session: Session, *, status: str | None = None) -> list[Correcti
 
 def recent_runs(session: Session, limit: int = 10) -> list[RetrainRun]:
     return list(session.exec(select(RetrainRun).order_by(col(RetrainRun.id).desc()).limit(limit)))
+
+
+def opted_out_users(session: Session) -> set[str]:
+    return set(session.exec(select(OptOut.user_id)).all())
+
+
+def approved_corrections(session: Session) -> list[tuple[Correction, Answer, Question]]:
+    stmt = (
+        select(Correction, Answer, Question)
+        .join(Answer, col(Answer.id) == Correction.answer_id)
+        .join(Question, col(Question.id) == Answer.question_id)
+        .where(Correction.status == "approved")
+        .order_by(col(Correction.id))
+    )
+    return [(c, a, q) for c, a, q in session.exec(stmt)]
+
+
+def voted_answers(session: Session) -> list[tuple[Answer, Question, int]]:
+    """Answers with a non-zero vote balance and no pending or approved correction,
+    with that balance (positive: liked, negative: disliked)."""
+    corrected = select(Correction.answer_id).where(col(Correction.status).in_(("pending", "approved")))
+    net = func.sum(Vote.value).label("net")
+    stmt = (
+        select(Answer, Question, net)
+        .join(Vote, col(Vote.answer_id) == Answer.id)
+        .join(Question, col(Question.id) == Answer.question_id)
+        .where(col(Answer.id).not_in(corrected))
+        .group_by(col(Answer.id), col(Question.id))
+        .having(net != 0)
+        .order_by(col(Answer.id))
+    )
+    return [(a, q, int(n)) for a, q, n in session.exec(stmt)]

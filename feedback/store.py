@@ -24,6 +24,7 @@ from feedback.models import (
     AdapterVersion,
     Answer,
     Correction,
+    OptOut,
     ProcessedEvent,
     Question,
     RetrainRun,
@@ -238,6 +239,25 @@ def review_correction(
     session.add(correction)
     session.commit()
     return correction
+
+
+# --- opt-outs -------------------------------------------------------------------------------
+
+
+def opt_out(session: Session, *, user_id: str) -> bool:
+    """Exclude a person's messages from training data; False if they had opted out already."""
+    _require(bool(user_id.strip()), "Opting out needs a user id.")
+    stmt = _insert(session, OptOut).values(user_id=user_id, created_at=utcnow())
+    stmt = stmt.on_conflict_do_nothing(index_elements=["user_id"]).returning(OptOut.user_id)
+    added = session.execute(stmt).first() is not None
+    session.commit()
+    return added
+
+
+def opt_in(session: Session, *, user_id: str) -> bool:
+    result = session.execute(delete(OptOut).where(col(OptOut.user_id) == user_id))
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # --- processed platform events -------------------------------------------------------------
