@@ -1,6 +1,6 @@
 """The prompt: answer only from the passages, short, and say so plainly when they do not cover it.
 
-The same function builds the prompt for serving and for training data (retrain/ imports it), so
+The same function builds the prompt for serving and, through the `chatbot` wiring, for training data, so
 the model is trained on exactly the conversations it is served.
 """
 
