@@ -1,0 +1,77 @@
+"""LoRA training on the real SmolLM2, a few steps: the adapter learns, the base stays as it was,
+and what is saved is something vLLM will serve."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from retrain.dataset import Example
+from retrain.train import TrainConfig, TrainingFailed, make_trainer, run_trainer
+
+SYSTEM = {"role": "system", "content": "Answer only from the documents.\n\nDocuments:\n[1] Leave\n27 days."}
+
+
+def _examples(n: int, split: str = "train") -> list[Example]:
+    return [
+        Example(
+            id=f"{split}-{i}",
+            kind="sample",
+            prompt=[SYSTEM, {"role": "user", "content": f"How many leave days do I get? ({i})"}],
+            completion="You get 27 days of annual leave a year.",
+            split=split,
+        )
+        for i in range(n)
+    ]
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_few_steps_change_lora_weights_and_not_the_base(base_model_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(max_steps=3, batch_size=2, learning_rate=1e-3)
+    trainer = make_trainer(base_model_dir, _examples(6), _examples(2, "validation"), tmp_path / "kb-v1", cfg)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}  # type: ignore[union-attr]
+    result = run_trainer(trainer, tmp_path / "kb-v1", cfg)
+
+    after = dict(trainer.model.named_parameters())  # type: ignore[union-attr]
+    lora = [n for n in before if "lora_" in n]
+    base = [n for n in before if "lora_" not in n]
+    assert lora and base
+    assert any(not torch.equal(before[n], after[n]) for n in lora if "lora_B" in n)
+    assert all(torch.equal(before[n], after[n]) for n in base), "base weights must not move"
+    assert all(not after[n].requires_grad for n in base)
+
+    assert result.steps == 3 and math.isfinite(result.train_loss) and result.eval_loss is not None
+    assert result.trained_tokens > 0 and result.tokens_per_s > 0
+    assert [row["loss"] for row in result.log_history if "loss" in row]  # a loss curve to plot
+
+    saved = load_file(tmp_path / "kb-v1" / "adapter_model.safetensors")
+    assert saved and all("lora_" in name for name in saved)
+    config = json.loads((tmp_path / "kb-v1" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and not config.get("modules_to_save") and not config.get("use_dora")
+
+
+def test_refusals_before_any_work(base_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailed, match="above the model server's limit of 16"):
+        make_trainer(base_model_dir, _examples(2), [], tmp_path / "a", TrainConfig(rank=32))
+    with pytest.raises(TrainingFailed, match="no training examples"):
+        make_trainer(base_model_dir, [], [], tmp_path / "b", TrainConfig())
+    (tmp_path / "kb-v2").mkdir()
+    with pytest.raises(TrainingFailed, match="never overwritten"):
+        make_trainer(base_model_dir, _examples(2), [], tmp_path / "kb-v2", TrainConfig())
+
+
+def test_a_nan_loss_stops_training_without_an_adapter(base_model_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(max_steps=3, batch_size=2)
+    trainer = make_trainer(base_model_dir, _examples(4), [], tmp_path / "kb-nan", cfg)
+    with torch.no_grad():  # poison one LoRA matrix: the very first loss is NaN
+        next(p for n, p in trainer.model.named_parameters() if "lora_A" in n).fill_(float("nan"))  # type: ignore[union-attr]
+    with pytest.raises(TrainingFailed, match="nan"):
+        run_trainer(trainer, tmp_path / "kb-nan", cfg)
+    assert not (tmp_path / "kb-nan").exists()
