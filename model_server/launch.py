@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,7 +57,8 @@ def find_vllm_python(configured: str = "") -> Path | None:
     if not candidate.is_file():
         return None
     probe = subprocess.run([str(candidate), "-c", "import vllm"], capture_output=True, timeout=120)
-    return candidate.resolve() if probe.returncode == 0 else None
+    # absolute(), not resolve(): a venv's python is a symlink, and following it leaves the venv
+    return candidate.absolute() if probe.returncode == 0 else None
 
 
 def vllm_command(python: Path, spec: ServerSpec) -> list[str]:
@@ -111,6 +114,10 @@ def engine_command(spec: ServerSpec) -> list[str]:
         str(spec.max_lora_rank),
         "--max-loras",
         str(spec.max_loras),
+        "--max-cpu-loras",
+        str(spec.max_loras + 1),
+        "--max-model-len",
+        str(spec.max_model_len),
     ]
     return command + _lora_modules(spec.adapters)
 
@@ -121,10 +128,12 @@ def _lora_modules(adapters: Mapping[str, str]) -> list[str]:
     return ["--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 600.0) -> float:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 600.0, stop: threading.Event | None = None
+) -> float:
     """Seconds until GET /health answered 200; raises if the process dies or time runs out."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < timeout and not (stop and stop.is_set()):
         if process.poll() is not None:
             raise LaunchError(f"The model server exited with status {process.returncode} while starting.")
         try:
@@ -147,22 +156,69 @@ def choose_backend(requested: str, vllm_python: Path | None) -> str:
     return requested
 
 
-def run(command: Sequence[str], spec: ServerSpec, extra_env: Mapping[str, str]) -> int:
-    """Run the server in the foreground until it exits or we are told to stop."""
-    log.info("starting: %s", " ".join(command))
-    # The child inherits our environment plus what the backend needs.
-    process = subprocess.Popen(list(command), env={**os.environ, **extra_env})
+Launch = tuple[list[str], dict[str, str]]
 
-    def stop(signum: int, _frame: object) -> None:
-        process.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        seconds = wait_healthy(spec.url, process)
-        log.info("model server healthy at %s after %.1f s", spec.url, seconds)
-    except LaunchError:
-        if process.poll() is None:
-            process.terminate()
-        raise
+def run(
+    make_launch: Callable[[], Launch],
+    url: str,
+    *,
+    max_restarts: int = 5,
+    window_s: float = 600.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run the server in the foreground and restart it when it dies (vLLM's engine can exit on a
+    bad adapter). `make_launch` is called for every start, so a restart re-reads which adapter is
+    active. Gives up after `max_restarts` crashes within `window_s` seconds."""
+    stop = stop or threading.Event()
+    current: list[subprocess.Popen[bytes]] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        for process in current:
+            process.send_signal(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    crashes: deque[float] = deque()
+    while True:
+        command, extra_env = make_launch()
+        log.info("starting: %s", " ".join(command))
+        # The child inherits our environment plus what the backend needs.
+        process = subprocess.Popen(command, env={**os.environ, **extra_env})
+        current[:] = [process]
+        try:
+            seconds = wait_healthy(url, process, stop=stop)
+            log.info("model server healthy at %s after %.1f s", url, seconds)
+        except LaunchError:
+            if stop.is_set():
+                return _finish(process)
+            if not crashes:  # it never came up at all: starting again will not help
+                _finish(process)
+                raise
+        while process.poll() is None and not stop.is_set():
+            stop.wait(0.5)
+        if stop.is_set():
+            return _finish(process)
+        now = time.monotonic()
+        crashes.append(now)
+        while crashes and now - crashes[0] > window_s:
+            crashes.popleft()
+        if len(crashes) > max_restarts:
+            raise LaunchError(
+                f"The model server crashed {len(crashes)} times in {window_s / 60:.0f} minutes; "
+                "giving up. Its log above says why."
+            )
+        log.error("the model server exited with status %s; restarting it", process.returncode)
+        stop.wait(2.0)
+
+
+def _finish(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
     return process.wait()

@@ -1,0 +1,55 @@
+"""Start a real model server for tests: the embedded engine, or vLLM from .venv-vllm.
+
+Both go through `model_server.launch`, the code path `chatbot model-server` uses.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from model_server import launch
+
+REPO = Path(__file__).resolve().parent.parent
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+NO_VLLM = "vLLM's environment .venv-vllm is missing; `make vllm` creates it (CI does)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def vllm_python() -> Path | None:
+    return launch.find_vllm_python(str(VLLM_PYTHON))
+
+
+@contextmanager
+def running_server(backend: str, model_dir: Path, log_path: Path, **spec_args: object) -> Iterator[str]:
+    """Yield the base URL of a healthy server; stop it afterwards."""
+    spec = launch.ServerSpec(model_dir=model_dir, url=f"http://127.0.0.1:{free_port()}", **spec_args)  # type: ignore[arg-type]
+    if backend == "vllm":
+        python = vllm_python()
+        assert python is not None, NO_VLLM
+        command, env = launch.vllm_command(python, spec), launch.vllm_environment(kv_cache_gib=1)
+    else:
+        command, env = launch.engine_command(spec), {}
+    import os
+
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            launch.wait_healthy(spec.url, process, timeout=300)
+            yield spec.url
+        except launch.LaunchError as exc:
+            raise AssertionError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from exc
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

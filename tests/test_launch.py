@@ -1,0 +1,90 @@
+"""The model-server supervisor with a tiny stand-in server: restarts after a crash (re-reading
+what to load), gives up on a crash loop, and refuses a server that never comes up."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from model_servers import free_port
+
+from model_server import launch
+
+# Serves /health; exits with status 3 once it has been asked `crash_after` times.
+FAKE_SERVER = """
+import http.server, os, sys
+port, crash_after = int(sys.argv[1]), int(sys.argv[2])
+seen = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global seen
+        seen += 1
+        self.send_response(200); self.end_headers()
+        if crash_after and seen >= crash_after:
+            os._exit(3)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def _launcher(script: Path, port: int, crash_plan: list[int], starts: list[int]):  # type: ignore[no-untyped-def]
+    def make_launch() -> launch.Launch:
+        starts.append(1)
+        crash_after = crash_plan[min(len(starts), len(crash_plan)) - 1]
+        return [sys.executable, str(script), str(port), str(crash_after)], {}
+
+    return make_launch
+
+
+def test_a_crashed_server_is_restarted(tmp_path: Path) -> None:
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE_SERVER)
+    port, starts, stop = free_port(), [], threading.Event()
+    url = f"http://127.0.0.1:{port}"
+    # first start dies right after its health check; the second keeps running
+    make_launch = _launcher(script, port, [1, 0], starts)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(launch.run(make_launch, url, stop=stop)))
+    thread.start()
+    try:
+        for _ in range(100):
+            if len(starts) == 2:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+            stop.wait(0.1)
+        assert len(starts) == 2
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert result and not thread.is_alive()
+
+
+def test_a_crash_loop_gives_up(tmp_path: Path) -> None:
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE_SERVER)
+    port, starts = free_port(), []
+    make_launch = _launcher(script, port, [1], starts)
+    with pytest.raises(launch.LaunchError, match="crashed 3 times"):
+        launch.run(make_launch, f"http://127.0.0.1:{port}", max_restarts=2, stop=threading.Event())
+    assert len(starts) == 3
+
+
+def test_a_server_that_never_starts_is_reported(tmp_path: Path) -> None:
+    def make_launch() -> launch.Launch:
+        return [sys.executable, "-c", "import sys; sys.exit(7)"], {}
+
+    with pytest.raises(launch.LaunchError, match="exited with status 7"):
+        launch.run(make_launch, f"http://127.0.0.1:{free_port()}", stop=threading.Event())
+
+
+def test_backend_choice() -> None:
+    assert launch.choose_backend("auto", None) == "transformers"
+    assert launch.choose_backend("auto", Path("/x/python")) == "vllm"
+    with pytest.raises(launch.LaunchError, match="make vllm"):
+        launch.choose_backend("vllm", None)
