@@ -66,8 +66,17 @@ class Settings(BaseSettings):
     vllm_kv_cache_gib: int = Field(2, ge=1, description="CPU KV cache for vLLM, in GiB.")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the model server accepts.")
     max_loras: int = Field(3, ge=1, description="Adapters loaded at once (active, candidate, previous).")
+    sample_knowledge: bool = Field(True, description="`chatbot setup` ingests the sample knowledge base.")
     embedding_model: str = Field(
         "", description="Sentence-transformers model dir or id; empty means the bundled all-MiniLM-L6-v2."
+    )
+
+    company_name: str = Field(
+        "Larkspur Systems", description="The company the bot speaks for, in its prompt."
+    )
+    fallback_contact: str = Field(
+        "your manager or the team that owns the topic",
+        description="Where the bot sends people when the documents do not answer.",
     )
 
     port: int = Field(3000, ge=1, le=65535, description="The bot's HTTP port.")
@@ -82,10 +91,14 @@ class Settings(BaseSettings):
     admin_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated user ids allowed to run admin commands."
     )
+    opt_out_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated user ids whose messages never become training data.",
+    )
     admin_token: SecretStr = Field(SecretStr(""), description="Token for the browser console's admin pages.")
     retrain_cron: str = Field("0 3 * * *", description="Crontab expression for scheduled retrains.")
 
-    @field_validator("admin_users", mode="before")
+    @field_validator("admin_users", "opt_out_users", mode="before")
     @classmethod
     def _admin_users(cls, value: object) -> object:
         return _split_list(value)

@@ -1,10 +1,74 @@
-"""Builds the long-lived collaborators (database, model client, index) from settings."""
+"""Builds the long-lived collaborators (database, knowledge base, model client, pipeline) from
+settings. This is the one place where the packages meet, so bot/ and retrain/ stay independent."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.knowledge.embedder import load_embedder
+from bot.knowledge.kb import KnowledgeBase
+from bot.pipeline import Pipeline
+from bot.prompts import PromptStyle, TokenCounter
 from chatbot.settings import Settings
+from feedback import queries
 from feedback.db import Database
+from model_server.client import AsyncModelClient
+from model_server.prepare import prepare_base_model
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "bot" / "knowledge" / "sample"
 
 
 def open_database(settings: Settings) -> Database:
     return Database(settings.sqlalchemy_url)
+
+
+def index_dir(settings: Settings) -> Path:
+    return settings.data_dir / "index"
+
+
+def open_knowledge(settings: Settings) -> KnowledgeBase:
+    return KnowledgeBase.open(index_dir(settings), load_embedder(settings.embedding_model or None))
+
+
+def token_counter(model_dir: Path) -> TokenCounter:
+    """Counts with the served model's own tokenizer, so prompts fit its context exactly."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def active_model(database: Database, served_model_name: str, ttl: float = 2.0) -> Callable[[], str]:
+    """The name to send as `model`: the active adapter recorded in SQL, or the base model.
+    Read at most every `ttl` seconds, so a promotion reaches every bot replica within that."""
+    cache: dict[str, float | str] = {"at": 0.0, "name": served_model_name}
+
+    def current() -> str:
+        if time.monotonic() - float(cache["at"]) > ttl:
+            with database.reader() as session:
+                active = queries.active_adapter(session)
+            cache["name"] = active.name if active else served_model_name
+            cache["at"] = time.monotonic()
+        return str(cache["name"])
+
+    return current
+
+
+def prompt_style(settings: Settings) -> PromptStyle:
+    return PromptStyle(company=settings.company_name, fallback=settings.fallback_contact)
+
+
+def build_pipeline(settings: Settings, *, database: Database | None = None) -> Pipeline:
+    database = database or open_database(settings)
+    model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
+    return Pipeline(
+        retriever=open_knowledge(settings),
+        client=AsyncModelClient(settings.model_server_url),
+        model_name=active_model(database, settings.served_model_name),
+        database=database,
+        count_tokens=token_counter(model_dir),
+        max_model_len=settings.max_model_len,
+        style=prompt_style(settings),
+    )

@@ -6,7 +6,8 @@ retrieved then, thread history, the question) plus the target answer:
   - answers with a positive vote balance and no open or approved correction (target: the answer);
   - answers with a negative balance: kept only as undesirable examples for KTO;
   - the sample question set: its train split for training, its validation split for validation.
-People who opted out are excluded; personal data is scrubbed; exact duplicates and examples over
+People who opted out are excluded; personal data is scrubbed (contacts published in the served
+documents are kept); exact duplicates and examples over
 the length limit are dropped and counted; the split is a stable hash of the example id.
 """
 
@@ -150,6 +151,8 @@ def build_dataset(
             )
         )
 
+    # The documents the bot served (in each system prompt) are the company's own words.
+    scrubber.allow(m["content"] for e in candidates for m in e.prompt if m["role"] == "system")
     seen: set[tuple[str, str]] = set()
     for example in candidates:
         example = _scrubbed(example, scrubber)

@@ -45,12 +45,16 @@ class Scrubber:
 
     @classmethod
     def from_corpus(cls, texts: Iterable[str]) -> Scrubber:
-        allowed: set[str] = set()
+        scrubber = cls()
+        scrubber.allow(texts)
+        return scrubber
+
+    def allow(self, texts: Iterable[str]) -> None:
+        """Let through the contacts these company documents publish."""
         for text in texts:
-            allowed.update(m.group(0).lower() for m in EMAIL.finditer(text))
-            allowed.update(_digits(m.group(0)) for m in PHONE.finditer(text))
-            allowed.update(m.group(0) for m in IPV4.finditer(text))
-        return cls(allowed=allowed)
+            self.allowed.update(m.group(0).lower() for m in EMAIL.finditer(text))
+            self.allowed.update(_digits(m.group(0)) for m in PHONE.finditer(text))
+            self.allowed.update(m.group(0) for m in IPV4.finditer(text))
 
     def scrub(self, text: str) -> str:
         text = MENTION.sub(self._tag("MENTION"), text)

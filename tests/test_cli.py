@@ -38,13 +38,19 @@ def test_db_upgrade_creates_schema_on_an_empty_sqlite_file(tmp_path: Path) -> No
 
 
 def test_setup_uses_data_dir_by_default(tmp_path: Path, base_model_dir: Path) -> None:
-    env = {"DATA_DIR": str(tmp_path / "data"), "BASE_MODEL": str(base_model_dir)}
+    env = {
+        "DATA_DIR": str(tmp_path / "data"),
+        "BASE_MODEL": str(base_model_dir),
+        "EMBEDDING_MODEL": "hashing",
+    }
     result = chatbot("setup", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "chatbot.db").exists()
     assert f"Base model ready in {base_model_dir}" in result.stdout
-    again = chatbot("setup", env=env, cwd=tmp_path)  # idempotent
+    assert "Sample knowledge base: Read 33 files" in result.stdout
+    again = chatbot("setup", env=env, cwd=tmp_path)  # idempotent: nothing re-embedded
     assert again.returncode == 0, again.stderr
+    assert "0 chunks added, 0 updated" in again.stdout and "0 embedded" in again.stdout
 
 
 def test_unusable_settings_give_one_clear_line(tmp_path: Path) -> None:
@@ -70,3 +76,39 @@ def test_db_upgrade_on_postgres(postgres_server_url: str, tmp_path: Path) -> Non
     engine = create_engine(postgres_server_url)
     assert "retrainrun" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def _setup_env(tmp_path: Path, base_model_dir: Path) -> dict[str, str]:
+    env = {
+        "DATA_DIR": str(tmp_path / "data"),
+        "BASE_MODEL": str(base_model_dir),
+        "EMBEDDING_MODEL": "hashing",
+    }
+    assert chatbot("setup", env=env, cwd=tmp_path).returncode == 0
+    return env
+
+
+def test_ingest_reports_an_unreadable_file_and_keeps_the_rest(tmp_path: Path, base_model_dir: Path) -> None:
+    env = _setup_env(tmp_path, base_model_dir)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "parking.md").write_text("# Parking\n\n## Lisbon\n\nGarage P2 has 40 spaces for staff.\n")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    result = chatbot("ingest", str(docs), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Read 1 files" in result.stdout and "Skipped" in result.stdout and "broken.pdf" in result.stdout
+
+
+def test_feedback_export_and_opt_out(tmp_path: Path, base_model_dir: Path) -> None:
+    env = _setup_env(tmp_path, base_model_dir)
+    out = tmp_path / "chat.jsonl"
+    result = chatbot("feedback", "export", "--format", "openai-chat", "-o", str(out), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    # no feedback yet: the sample set's train and validation questions are the seed data
+    assert 150 <= len(lines) <= 220 and f"Wrote {len(lines)} examples" in result.stdout
+    assert chatbot("feedback", "opt-out", "U123", env=env, cwd=tmp_path).stdout.strip() == "U123 opted out."
+    assert "already" in chatbot("feedback", "opt-out", "U123", env=env, cwd=tmp_path).stdout
+    assert "opted back in" in chatbot("feedback", "opt-in", "U123", env=env, cwd=tmp_path).stdout
+    bad = chatbot("feedback", "export", "--format", "csv", "-o", str(out), env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "csv" in bad.stderr

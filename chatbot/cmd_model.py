@@ -1,0 +1,78 @@
+"""`chatbot model prepare` and `chatbot model-server`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from chatbot.common import load_settings
+from chatbot.settings import Settings
+from chatbot.wiring import open_database
+from feedback import queries
+from model_server import launch
+from model_server.prepare import prepare_base_model
+
+log = logging.getLogger("chatbot")
+
+
+@click.group()
+def model() -> None:
+    """The base model."""
+
+
+@model.command("prepare")
+def model_prepare() -> None:
+    """Prepare the base model (the bundled SmolLM2 unless BASE_MODEL says otherwise)."""
+    settings = load_settings()
+    click.echo(prepare_base_model(settings.data_dir, settings.base_model))
+
+
+@click.command("model-server")
+@click.option("--backend", type=click.Choice(["auto", "vllm", "transformers"]), default=None)
+def model_server(backend: str | None) -> None:
+    """Start the model server where MODEL_SERVER_URL points, with the active adapter loaded."""
+    settings = load_settings()
+    model_dir = prepare_base_model(settings.data_dir, settings.base_model)
+    vllm_python = launch.find_vllm_python(settings.vllm_python)
+    chosen = launch.choose_backend(backend or settings.model_backend, vllm_python)
+
+    def make_launch() -> launch.Launch:
+        spec = launch.ServerSpec(
+            model_dir=model_dir,
+            url=settings.model_server_url,
+            served_model_name=settings.served_model_name,
+            max_lora_rank=settings.max_lora_rank,
+            max_loras=settings.max_loras,
+            max_model_len=settings.max_model_len,
+            adapters=_active_adapter_paths(settings),  # read again at every (re)start
+        )
+        if chosen == "vllm":
+            assert vllm_python is not None
+            return launch.vllm_command(vllm_python, spec), launch.vllm_environment(
+                kv_cache_gib=settings.vllm_kv_cache_gib
+            )
+        return launch.engine_command(spec), {}
+
+    click.echo(
+        f"Starting the {chosen} model server at {settings.model_server_url} (base model {model_dir.name})."
+    )
+    sys.exit(launch.run(make_launch, settings.model_server_url))
+
+
+def _active_adapter_paths(settings: Settings) -> dict[str, str]:
+    """The adapter recorded as active in SQL, so a restarted server serves it again at once."""
+    try:
+        database = open_database(settings)
+        with database.reader() as session:
+            active = queries.active_adapter(session)
+        database.dispose()
+    except SQLAlchemyError:
+        log.warning("could not read the active adapter; starting with the base model only", exc_info=True)
+        return {}
+    if active is None or not Path(active.path).is_dir():
+        return {}
+    return {active.name: active.path}
