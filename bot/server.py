@@ -1,0 +1,161 @@
+"""The bot process's web server, on `PORT`.
+
+    GET  /healthz       liveness, and which Slack mode is on
+    POST /slack/events  Slack's Events API and interactivity (HTTP mode)
+
+With `SLACK_APP_TOKEN` set, Slack's events arrive over Socket Mode instead and /slack/events is not
+served. `build_app` takes collaborators that are already built (tests hand it fakes); `serve`
+builds the real ones from settings and runs until SIGINT/SIGTERM, letting answers in flight finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.slack import Deps, Inflight, Records, build_slack_app
+from chatbot.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+SLACK_MODE = web.AppKey("slack_mode", str)
+INFLIGHT = web.AppKey("inflight", Inflight)
+DRAIN_SECONDS = 30.0
+# auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
+BAD_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def build_app(
+    *,
+    slack: AsyncApp | None = None,
+    inflight: Inflight | None = None,
+    socket_mode_token: str = "",
+    drain_seconds: float = DRAIN_SECONDS,
+) -> web.Application:
+    app = web.Application()
+    inflight = Inflight() if inflight is None else inflight
+    app[INFLIGHT] = inflight
+    app[SLACK_MODE] = "off" if slack is None else "socket" if socket_mode_token else "http"
+    app.router.add_get("/healthz", healthz)
+    if slack is not None:
+        app.on_startup.append(_check_slack_token(slack))
+        if socket_mode_token:
+            app.cleanup_ctx.append(_socket_mode(slack, socket_mode_token))
+        else:
+            app.router.add_post("/slack/events", slack_events(slack))
+
+    async def drain(_: web.Application) -> None:
+        await inflight.drain(drain_seconds)
+
+    app.on_shutdown.append(drain)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"status": "ok", "slack": request.app[SLACK_MODE], "in_flight": request.app[INFLIGHT].count}
+    )
+
+
+def slack_events(slack: AsyncApp) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(await slack.async_dispatch(await to_bolt_request(request)))
+
+    return handle
+
+
+def _check_slack_token(slack: AsyncApp) -> Callable[[web.Application], Awaitable[None]]:
+    """Ask Slack who we are once at start, so a wrong token stops the process with a clear message
+    instead of failing on the first question. Slack being unreachable is only logged: Bolt asks
+    again on the first event."""
+
+    async def check(_: web.Application) -> None:
+        try:
+            me = await slack.client.auth_test()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in BAD_TOKEN:
+                raise SettingsError(
+                    f"Slack refused SLACK_BOT_TOKEN ({error}); copy the Bot User OAuth Token (xoxb-...) "
+                    "from your app's OAuth & Permissions page."
+                ) from None
+            log.warning("Slack's auth.test failed (%s); carrying on", error)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("Slack's Web API is not reachable yet (%s); carrying on", exc)
+        else:
+            log.info("Slack: signed in to %s as @%s", me.get("team"), me.get("user"))
+
+    return check
+
+
+def _socket_mode(slack: AsyncApp, app_token: str) -> CleanupContext:
+    async def connected(_: web.Application) -> AsyncIterator[None]:
+        # Built here: the Socket Mode client needs the running event loop.
+        handler = AsyncSocketModeHandler(slack, app_token)
+        await handler.connect_async()
+        log.info("Slack: connected in Socket Mode")
+        yield
+        await handler.close_async()
+
+    return connected
+
+
+async def application(settings: Settings) -> web.Application:
+    """The real collaborators, built from settings inside the server's event loop."""
+    from chatbot.wiring import build_pipeline, open_database
+
+    bot_token = settings.slack_bot_token.get_secret_value()
+    app_token = settings.slack_app_token.get_secret_value()
+    signing_secret = settings.slack_signing_secret.get_secret_value()
+    if bot_token and not app_token and not signing_secret:
+        raise SettingsError(
+            "SLACK_SIGNING_SECRET is not set: it verifies Slack's requests in HTTP mode. "
+            "Set it, or set SLACK_APP_TOKEN to use Socket Mode."
+        )
+    if not bot_token:
+        log.warning("SLACK_BOT_TOKEN is not set: Slack is off")
+
+    database = open_database(settings)
+    pipeline = build_pipeline(settings, database=database)
+    deps = Deps(pipeline=pipeline, records=Records(database))
+    slack, session = None, None
+    if bot_token:
+        session = aiohttp.ClientSession()  # one keep-alive pool for every Web API call
+        slack = build_slack_app(
+            deps,
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            api_url=settings.slack_api_url,
+            session=session,
+        )
+    app = build_app(slack=slack, inflight=deps.inflight, socket_mode_token=app_token)
+
+    async def close(_: web.Application) -> None:
+        if session is not None:
+            await session.close()
+        await pipeline.client.aclose()
+        database.dispose()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """`chatbot bot`: serve on PORT until SIGINT or SIGTERM."""
+    web.run_app(
+        application(settings),
+        host="0.0.0.0",
+        port=settings.port,
+        shutdown_timeout=DRAIN_SECONDS + 5,
+        print=lambda _: log.info("the bot listens on port %d", settings.port),
+    )

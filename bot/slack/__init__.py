@@ -1,0 +1,10 @@
+"""Slack: questions in threads, answers with sources and feedback controls, votes, reactions and
+corrections recorded. `translate` and `blocks` translate (pure functions); `listeners` ack,
+translate, call the pipeline, reply and record; `app` builds the Bolt app."""
+
+from bot.slack.app import build_slack_app
+from bot.slack.deps import Deps
+from bot.slack.inflight import Inflight
+from bot.slack.records import Records
+
+__all__ = ["Deps", "Inflight", "Records", "build_slack_app"]

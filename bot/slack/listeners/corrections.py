@@ -1,0 +1,75 @@
+"""Corrections: "Suggest a correction" opens a modal holding the bot's answer; the edited text is
+stored as a pending correction and the person is thanked, ephemerally, in the answer's thread."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import blocks, translate
+from bot.slack.deps import Deps
+from feedback.errors import FeedbackError
+
+log = logging.getLogger(__name__)
+Payload = dict[str, Any]
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.action(translate.CORRECTION_ACTION)
+    async def on_suggest(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
+        await ack()
+        answer_id = translate.correction_request(body)
+        if answer_id is None:
+            return
+        async with deps.inflight.track():
+            place = await deps.records.place(answer_id)
+            user = body["user"]["id"]
+            if place is None:
+                channel = (body.get("channel") or {}).get("id", "")
+                await tell(client, channel=channel, user=user, thread_ts="", text=blocks.MISSING_ANSWER)
+                return
+            view = blocks.correction_modal(
+                answer_id=answer_id, answer_text=place.text, channel=place.channel, thread_ts=place.thread_ts
+            )
+            # The trigger id expires 3 s after the click: open the modal before anything else.
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view(translate.CORRECTION_VIEW)
+    async def on_submit(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
+        submission = translate.to_correction(body)
+        problem = translate.correction_error(submission)
+        if problem is not None:
+            await ack(response_action="errors", errors={translate.CORRECTION_BLOCK: problem})
+            return
+        await ack()
+        async with deps.inflight.track():
+            try:
+                await deps.records.correct(
+                    answer_id=submission.answer_id, author=submission.user_id, text=submission.text
+                )
+            except FeedbackError as exc:
+                log.warning("correction of answer %s not stored: %s", submission.answer_id, exc)
+                text = str(exc)
+            else:
+                text = blocks.CORRECTION_THANKS
+            await tell(
+                client,
+                channel=submission.channel,
+                user=submission.user_id,
+                thread_ts=submission.thread_ts,
+                text=text,
+            )
+
+
+async def tell(client: AsyncWebClient, *, channel: str, user: str, thread_ts: str, text: str) -> None:
+    """An ephemeral note to one person; silently skipped when there is nowhere to put it."""
+    if not channel:
+        return
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts or None, text=text)
+    except SlackApiError as exc:
+        log.warning("could not tell %s in %s: %s", user, channel, exc.response.get("error"))
