@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import signal
 import statistics
@@ -36,8 +35,9 @@ import aiohttp
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
+from machine import describe  # noqa: E402
 from slack_server import (  # noqa: E402
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -58,19 +58,8 @@ TARGET_P99_MS = 100.0
 
 
 def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "os": platform.platform(),
+        **describe(),
         "slack_bolt": version("slack_bolt"),
         "slack_sdk": version("slack_sdk"),
         "aiohttp": version("aiohttp"),

@@ -61,11 +61,9 @@ def find_vllm_python(configured: str = "") -> Path | None:
     return candidate.absolute() if probe.returncode == 0 else None
 
 
-def vllm_command(python: Path, spec: ServerSpec) -> list[str]:
-    command = [
-        str(python),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
+def _common_args(spec: ServerSpec) -> list[str]:
+    """The flags vLLM and the embedded engine share (the engine mirrors vLLM's names)."""
+    return [
         "--model",
         str(spec.model_dir),
         "--served-model-name",
@@ -76,16 +74,19 @@ def vllm_command(python: Path, spec: ServerSpec) -> list[str]:
         str(spec.port),
         "--max-model-len",
         str(spec.max_model_len),
-        "--enable-lora",
         "--max-lora-rank",
         str(spec.max_lora_rank),
         "--max-loras",
         str(spec.max_loras),
-        # one spare CPU slot: active + candidate + previous fit while a new one loads
+        # one spare slot: active + candidate + previous stay cached while a new one loads
         "--max-cpu-loras",
         str(spec.max_loras + 1),
+        *_lora_modules(spec.adapters),
     ]
-    return command + _lora_modules(spec.adapters)
+
+
+def vllm_command(python: Path, spec: ServerSpec) -> list[str]:
+    return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--enable-lora", *_common_args(spec)]
 
 
 def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:
@@ -98,28 +99,7 @@ def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:
 
 
 def engine_command(spec: ServerSpec) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "model_server.engine",
-        "--model",
-        str(spec.model_dir),
-        "--served-model-name",
-        spec.served_model_name,
-        "--host",
-        spec.host,
-        "--port",
-        str(spec.port),
-        "--max-lora-rank",
-        str(spec.max_lora_rank),
-        "--max-loras",
-        str(spec.max_loras),
-        "--max-cpu-loras",
-        str(spec.max_loras + 1),
-        "--max-model-len",
-        str(spec.max_model_len),
-    ]
-    return command + _lora_modules(spec.adapters)
+    return [sys.executable, "-m", "model_server.engine", *_common_args(spec)]
 
 
 def _lora_modules(adapters: Mapping[str, str]) -> list[str]:
