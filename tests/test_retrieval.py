@@ -132,6 +132,10 @@ def test_recall_at_5_on_the_sample_test_split(sample_kb: KnowledgeBase) -> None:
 
 @pytest.mark.slow
 def test_the_calibrated_floor_rejects_off_topic_questions(sample_kb: KnowledgeBase) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     assert sample_kb.search("What's the recipe for a classic margarita cocktail?") == []
     assert sample_kb.search("How tall is Mount Everest?") == []
     assert sample_kb.search("how many vacation days do we get per year?")
+    assert torch.get_num_threads() == threads, "a query runs on one thread, then the setting is restored"
