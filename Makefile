@@ -47,7 +47,8 @@ setup: $(STAMP)
 # vLLM where it installs; the embedded engine serves the same API where it does not.
 run: setup
 	@$(MAKE) --no-print-directory vllm || echo "vLLM did not install here; the embedded engine will serve."
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	@# honcho gives each process its own PORT (base, base+100, ...); the bot is first, so it gets PORT.
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $${PORT:-3000}
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
