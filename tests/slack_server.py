@@ -445,6 +445,7 @@ class FakeModel:
         self.delay = 0.0
         self.requests: list[Payload] = []
         self.active = self.most_active = 0
+        self.logprobs = [-0.2]  # of the answer's tokens; sets the confidence the client computes
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -467,7 +468,7 @@ class FakeModel:
                     {
                         "message": {"role": "assistant", "content": self.text},
                         "finish_reason": "stop",
-                        "logprobs": {"content": [{"token": "x", "logprob": -0.2}]},
+                        "logprobs": {"content": [{"token": "x", "logprob": lp} for lp in self.logprobs]},
                     }
                 ],
                 "usage": {"prompt_tokens": 50, "completion_tokens": 9},

@@ -3,12 +3,11 @@ httpx.MockTransport), recording into a real SQLite store."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from slack_server import FakeModel, FakePassage, FakeRetriever
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable, EmptyQuestion
@@ -19,17 +18,6 @@ from feedback.db import Database
 from feedback.models import Answer
 from feedback.models import Question as QuestionRow
 from model_server.client import AsyncModelClient
-
-
-@dataclass(frozen=True)
-class FakePassage:
-    id: str
-    title: str
-    text: str
-    source: str
-    url: str | None = None
-    score: float = 1.0
-
 
 LEAVE = FakePassage(
     "c1", "Annual Leave > Allowance", "Everyone gets 27 days of leave a year.", "benefits/leave.md"
@@ -42,44 +30,11 @@ VPN = FakePassage(
 )
 
 
-class FakeRetriever:
-    def __init__(self, passages: list[FakePassage]) -> None:
-        self.passages = passages
-        self.queries: list[str] = []
-
-    def search(self, query: str, k: int = 5) -> list[FakePassage]:
-        self.queries.append(query)
-        return self.passages[:k]
-
-
-class FakeModel:
-    """Answers like vLLM would; remembers what it was asked."""
-
-    def __init__(self, text: str = "You get 27 days of leave a year.", status: int = 200) -> None:
-        self.text, self.status = text, status
-        self.requests: list[dict] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.requests.append(body)
-        if self.status != 200:
-            raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(
-            200,
-            json={
-                "model": body["model"],
-                "choices": [
-                    {
-                        "message": {"role": "assistant", "content": self.text},
-                        "finish_reason": "stop",
-                        "logprobs": {
-                            "content": [{"token": "x", "logprob": -0.5}, {"token": "y", "logprob": -0.1}]
-                        },
-                    }
-                ],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 2},
-            },
-        )
+def answering_model(*, down: bool = False) -> FakeModel:
+    model = FakeModel()
+    model.logprobs = [-0.5, -0.1]
+    model.down = down
+    return model
 
 
 @pytest.fixture
@@ -95,7 +50,7 @@ def _pipeline(retriever: FakeRetriever, model: FakeModel, db: Database, **kw: ob
 
 
 async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Database) -> None:
-    model = FakeModel()
+    model = answering_model()
     pipeline = _pipeline(FakeRetriever([LEAVE, CARRY, VPN]), model, db)
     answer = await pipeline.answer(
         Question("How many days of leave do I get?", platform="slack", user_id="U1")
@@ -117,7 +72,7 @@ async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Dat
 
 
 async def test_empty_question_is_refused_and_nothing_recorded(db: Database) -> None:
-    pipeline = _pipeline(FakeRetriever([LEAVE]), FakeModel(), db)
+    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(), db)
     with pytest.raises(EmptyQuestion):
         await pipeline.answer(Question("   "))
     with db.reader() as s:
@@ -125,7 +80,7 @@ async def test_empty_question_is_refused_and_nothing_recorded(db: Database) -> N
 
 
 async def test_uncovered_question_gets_the_refusal_without_the_model(db: Database) -> None:
-    model = FakeModel()
+    model = answering_model()
     answer = await _pipeline(FakeRetriever([]), model, db).answer(Question("What's the capital of Peru?"))
     assert not answer.covered and answer.sources == []
     assert "couldn't find that in the company documents" in answer.text
@@ -135,7 +90,7 @@ async def test_uncovered_question_gets_the_refusal_without_the_model(db: Databas
 
 
 async def test_model_server_down_still_records_the_question(db: Database) -> None:
-    pipeline = _pipeline(FakeRetriever([LEAVE]), FakeModel(status=503), db)
+    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(down=True), db)
     with pytest.raises(AnswerUnavailable) as raised:
         await pipeline.answer(Question("How many days of leave?", user_id="U7"))
     assert "can't reach my language model" in raised.value.user_message
@@ -161,7 +116,7 @@ def test_passages_and_history_are_fitted_to_the_budget() -> None:
 
 
 async def test_history_reaches_the_model_in_order(db: Database) -> None:
-    model = FakeModel()
+    model = answering_model()
     history = [Turn("user", "How many days of leave?"), Turn("assistant", "27 days.")]
     await _pipeline(FakeRetriever([LEAVE]), model, db).answer(Question("Can I carry them over?"), history)
     roles = [(m["role"], m["content"]) for m in model.requests[0]["messages"][1:]]
