@@ -98,7 +98,28 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(SecretStr(""), description="Token for the browser console's admin pages.")
     retrain_cron: str = Field("0 3 * * *", description="Crontab expression for scheduled retrains.")
 
-    @field_validator("admin_users", "opt_out_users", mode="before")
+    reviewers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated user ids who review corrections; empty means ADMIN_USERS.",
+    )
+    review_channel: str = Field("", description="Slack channel id where corrections are posted for review.")
+    approvals_required: int = Field(1, ge=1, description="Reviewer approvals a correction needs.")
+    correction_recall: bool = Field(
+        True, description="Index approved corrections at once, so the next answer uses them."
+    )
+    admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
+    retrain_min_examples: int = Field(
+        20, ge=1, description="New feedback examples a scheduled retrain waits for."
+    )
+    adapter_name: str = Field("kb", description="Prefix of adapter versions (`kb-v1`, `kb-v2`, ...).")
+    keep_loaded_adapters: int = Field(
+        2, ge=1, description="Adapter versions kept loaded in the model server (active and previous)."
+    )
+    gate_margin: float = Field(
+        0.02, ge=0, description="How far a candidate may fall below the live adapter on liked answers."
+    )
+
+    @field_validator("admin_users", "opt_out_users", "reviewers", mode="before")
     @classmethod
     def _admin_users(cls, value: object) -> object:
         return _split_list(value)
