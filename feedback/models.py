@@ -14,7 +14,7 @@ VOTE_SOURCES = ("button", "reaction", "teams_feedback", "console")
 CORRECTION_STATUSES = ("pending", "approved", "rejected")
 REVIEW_DECISIONS = ("approve", "reject")
 ADAPTER_STATUSES = ("candidate", "active", "retired", "failed")
-RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed")
+RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed", "skipped")
 RUN_TRIGGERS = ("schedule", "admin", "cli")
 
 
