@@ -9,7 +9,8 @@ FeedbackError
 └── InvalidInput
     ├── EmptyCorrection
     └── InvalidTransition
-        └── RunInProgress
+        ├── RunInProgress
+        └── RunPending
 """
 
 
@@ -57,3 +58,9 @@ class InvalidTransition(InvalidInput):
 class RunInProgress(InvalidTransition):
     def __init__(self) -> None:
         super().__init__("A retrain is already running; wait for it to finish.")
+
+
+class RunPending(InvalidTransition):
+    def __init__(self, run_id: int, status: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"Retrain #{run_id} is already {status}; it covers everything taught so far.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from datetime import datetime
+
+from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from feedback.models import (
@@ -100,3 +102,57 @@ def voted_answers(session: Session) -> list[tuple[Answer, Question, int]]:
         .order_by(col(Answer.id))
     )
     return [(a, q, int(n)) for a, q, n in session.exec(stmt)]
+
+
+def pending_run(session: Session) -> RetrainRun | None:
+    """The run that is queued or running, if any (the oldest)."""
+    stmt = (
+        select(RetrainRun)
+        .where(col(RetrainRun.status).in_(("queued", "running")))
+        .order_by(col(RetrainRun.id))
+    )
+    return session.exec(stmt).first()
+
+
+def queued_runs(session: Session) -> list[RetrainRun]:
+    stmt = select(RetrainRun).where(RetrainRun.status == "queued").order_by(col(RetrainRun.id))
+    return list(session.exec(stmt))
+
+
+def last_completed_run(session: Session) -> RetrainRun | None:
+    """The latest run that trained to the end and was judged (promoted or rejected)."""
+    stmt = (
+        select(RetrainRun)
+        .where(col(RetrainRun.status).in_(("promoted", "rejected")))
+        .order_by(col(RetrainRun.id).desc())
+    )
+    return session.exec(stmt).first()
+
+
+def new_examples_since(session: Session, since: datetime | None) -> int:
+    """Training examples that arrived after `since` (everything when None): corrections approved
+    since then, and answers whose votes were cast or changed since then."""
+    approved = select(func.count()).select_from(Correction).where(Correction.status == "approved")
+    voted = select(func.count(func.distinct(Vote.answer_id))).select_from(Vote)
+    if since is not None:
+        approved = approved.where(col(Correction.decided_at) > since)
+        voted = voted.where(col(Vote.updated_at) > since)
+    return int(session.exec(approved).one()) + int(session.exec(voted).one())
+
+
+def correction_counts(session: Session) -> dict[str, int]:
+    stmt = select(Correction.status, func.count()).group_by(col(Correction.status))
+    return {status: int(n) for status, n in session.exec(stmt)}
+
+
+def votes_by_adapter(session: Session) -> list[tuple[str, int, int]]:
+    """(adapter, thumbs up, thumbs down) for every adapter that answered something voted on."""
+    up = func.sum(case((col(Vote.value) > 0, 1), else_=0))
+    down = func.sum(case((col(Vote.value) < 0, 1), else_=0))
+    stmt = (
+        select(Answer.adapter, up, down)
+        .join(Vote, col(Vote.answer_id) == Answer.id)
+        .group_by(col(Answer.adapter))
+        .order_by(col(Answer.adapter))
+    )
+    return [(adapter, int(u), int(d)) for adapter, u, d in session.exec(stmt)]

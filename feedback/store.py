@@ -7,6 +7,7 @@ Pass a session from `Database.writer()`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func
@@ -32,7 +33,7 @@ from feedback.models import (
     Vote,
     utcnow,
 )
-from feedback.queries import active_adapter
+from feedback.queries import active_adapter, pending_run
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -273,6 +274,13 @@ def claim_event(session: Session, *, key: str) -> bool:
     return claimed
 
 
+def prune_events(session: Session, *, older_than: datetime) -> int:
+    """Forget deliveries handled before `older_than` (platforms stop retrying within minutes)."""
+    result = session.execute(delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < older_than))
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 # --- adapter versions ------------------------------------------------------------------------
 
 
@@ -384,8 +392,13 @@ def mark_adapter_failed(
 # --- retrain runs ----------------------------------------------------------------------------
 
 
-def queue_run(session: Session, *, trigger: str, requested_by: str | None = None) -> RetrainRun:
+def queue_run(
+    session: Session, *, trigger: str, requested_by: str | None = None, if_idle: bool = False
+) -> RetrainRun:
+    """Queue a retrain for the scheduler. With `if_idle`, refused while one is queued or running."""
     _require(trigger in RUN_TRIGGERS, f"Unknown trigger {trigger!r}.")
+    if if_idle and (pending := pending_run(session)) is not None:
+        raise _refuse(session, errors.RunPending(pending.id or 0, pending.status))
     run = RetrainRun(trigger=trigger, requested_by=requested_by)
     session.add(run)
     session.commit()
@@ -394,7 +407,8 @@ def queue_run(session: Session, *, trigger: str, requested_by: str | None = None
 
 def start_run(session: Session, *, run_id: int) -> RetrainRun:
     """Mark a queued run as running; refused while another run is running anywhere."""
-    run = session.get(RetrainRun, run_id)
+    # FOR UPDATE (PostgreSQL): a second process claiming the same run waits, then sees it taken.
+    run = session.get(RetrainRun, run_id, with_for_update=True)
     if run is None:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "queued":
@@ -407,6 +421,15 @@ def start_run(session: Session, *, run_id: int) -> RetrainRun:
         session.rollback()
         raise errors.RunInProgress() from None
     return run
+
+
+def withdraw_run(session: Session, *, run_id: int) -> bool:
+    """Delete a run that never started (a scheduler that lost the race for it); False otherwise."""
+    result = session.execute(
+        delete(RetrainRun).where(col(RetrainRun.id) == run_id, col(RetrainRun.status) == "queued")
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def finish_run(
