@@ -2,7 +2,8 @@
 
 BotError
 ├── EmptyQuestion
-└── AnswerUnavailable   the model server is down or failing; the question was still recorded
+├── AnswerUnavailable   the model server is down or failing; the question was still recorded
+└── NotAReviewer        someone who is not a reviewer tried to decide on a correction
 """
 
 from __future__ import annotations
@@ -25,3 +26,14 @@ class AnswerUnavailable(BotError):
     def __init__(self, reason: str, question_id: int | None = None) -> None:
         super().__init__(reason)
         self.question_id = question_id
+
+
+class NotAReviewer(BotError):
+    user_message = (
+        "Only reviewers can approve, edit or reject corrections, so nothing was changed. "
+        "If you should be one, ask an admin to add you to REVIEWERS."
+    )
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"{user_id} is not a reviewer")
+        self.user_id = user_id

@@ -176,6 +176,9 @@ class Pipeline:
                         text=text,
                         adapter=model,
                         passage_ids=[p.id for p in passages],
+                        sources=[
+                            {"id": p.id, "title": p.title, "source": p.source, "url": p.url} for p in passages
+                        ],
                         prompt=messages,
                         confidence=confidence,
                         latency_ms=timings["total_ms"],

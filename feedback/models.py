@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    LargeBinary,
+    Unicode,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 PLATFORMS = ("slack", "teams", "web", "cli")
@@ -53,6 +64,8 @@ class Answer(SQLModel, table=True):
     passage_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # The messages exactly as the model saw them, so training data is the conversation as served.
     prompt: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The passages it cited ({"id", "title", "source", "url"}), for reviewers and re-review checks.
+    sources: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     adapter: str = Field(max_length=128, index=True)
     confidence: float | None = None
     latency_ms: int | None = None
@@ -89,17 +102,25 @@ class Correction(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16, index=True)
     created_at: datetime = _when()
     decided_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Starts at 1; a correction sent back for another review (a page it relied on changed) starts a
+    # new round, and only the current round's reviews count.
+    review_round: int = Field(default=1)
+    stale_reason: str | None = None  # why it is back in the queue, shown to reviewers
+    # The review card in the review channel (Slack channel id and message ts), to update it.
+    card_channel: str | None = Field(default=None, max_length=128)
+    card_ref: str | None = Field(default=None, max_length=64)
 
 
 class Review(SQLModel, table=True):
     __table_args__ = (
-        UniqueConstraint("correction_id", "reviewer", name="uq_review_reviewer"),
+        UniqueConstraint("correction_id", "reviewer", "review_round", name="uq_review_reviewer_round"),
         CheckConstraint(_in("decision", REVIEW_DECISIONS), name="ck_review_decision"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     correction_id: int = Field(foreign_key="correction.id", index=True)
     reviewer: str = Field(max_length=128)
+    review_round: int = Field(default=1)
     decision: str = Field(max_length=16)
     reason: str | None = None
     edited_text: str | None = None
@@ -183,3 +204,14 @@ class RetrainRun(SQLModel, table=True):
     created_at: datetime = _when()
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SchedulerJob(SQLModel, table=True):
+    """APScheduler's job store (`SQLAlchemyJobStore`'s own layout), declared here so that the
+    migrations create it and the schema check knows it; only the scheduler reads or writes it."""
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func
@@ -15,6 +17,7 @@ from feedback.models import (
     OptOut,
     Question,
     RetrainRun,
+    Review,
     Vote,
 )
 
@@ -156,3 +159,93 @@ def votes_by_adapter(session: Session) -> list[tuple[str, int, int]]:
         .order_by(col(Answer.adapter))
     )
     return [(adapter, int(u), int(d)) for adapter, u, d in session.exec(stmt)]
+
+
+# --- the review queue ------------------------------------------------------------------------
+
+# Review priority: how unsure the model was (1 - confidence; 0.5 when unknown), plus this much for
+# each 👎 the answer got, so a widely disliked answer overtakes a merely unsure one.
+DOWNVOTE_WEIGHT = 0.1
+UNKNOWN_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class ReviewCase:
+    """A correction with what a reviewer needs to judge it."""
+
+    correction: Correction
+    answer: Answer
+    question: Question
+    reviews: list[Review]  # the current review round's, oldest first
+    downvotes: int
+
+    @property
+    def priority(self) -> float:
+        confidence = UNKNOWN_CONFIDENCE if self.answer.confidence is None else self.answer.confidence
+        return (1.0 - confidence) + DOWNVOTE_WEIGHT * self.downvotes
+
+    @property
+    def approvals(self) -> list[str]:
+        return [r.reviewer for r in self.reviews if r.decision == "approve"]
+
+
+def review_queue(session: Session) -> list[ReviewCase]:
+    """Pending corrections, those most in need of a human first: lowest-confidence answers and
+    answers with the most 👎 (see `DOWNVOTE_WEIGHT`), then the oldest."""
+    cases = _cases(session, _corrections_with_answers(session, ("pending",)))
+    return sorted(cases, key=lambda case: (-case.priority, case.correction.id or 0))
+
+
+def review_case(session: Session, correction_id: int) -> ReviewCase | None:
+    cases = _cases(session, _corrections_with_answers(session, None, correction_id=correction_id))
+    return cases[0] if cases else None
+
+
+def corrections_citing(session: Session, passage_ids: Iterable[str]) -> list[tuple[Correction, Answer]]:
+    """Pending or approved corrections of answers that cited any of `passage_ids`."""
+    wanted = set(passage_ids)
+    if not wanted:
+        return []
+    rows = _corrections_with_answers(session, ("pending", "approved"))
+    return [(c, a) for c, a, _ in rows if wanted.intersection(a.passage_ids)]
+
+
+def _corrections_with_answers(
+    session: Session, statuses: Iterable[str] | None, *, correction_id: int | None = None
+) -> list[tuple[Correction, Answer, Question]]:
+    stmt = (
+        select(Correction, Answer, Question)
+        .join(Answer, col(Answer.id) == Correction.answer_id)
+        .join(Question, col(Question.id) == Answer.question_id)
+        .order_by(col(Correction.id))
+    )
+    if statuses is not None:
+        stmt = stmt.where(col(Correction.status).in_(tuple(statuses)))
+    if correction_id is not None:
+        stmt = stmt.where(Correction.id == correction_id)
+    return [(c, a, q) for c, a, q in session.exec(stmt)]
+
+
+def _cases(session: Session, rows: list[tuple[Correction, Answer, Question]]) -> list[ReviewCase]:
+    if not rows:
+        return []
+    reviews: dict[int, list[Review]] = {}
+    in_rows = col(Review.correction_id).in_([c.id for c, _, _ in rows])
+    for review in session.exec(select(Review).where(in_rows).order_by(col(Review.id))):
+        reviews.setdefault(review.correction_id, []).append(review)
+    down = (
+        select(Vote.answer_id, func.count())
+        .where(col(Vote.answer_id).in_({a.id for _, a, _ in rows}), col(Vote.value) < 0)
+        .group_by(col(Vote.answer_id))
+    )
+    downvotes = {answer_id: int(n) for answer_id, n in session.exec(down)}
+    return [
+        ReviewCase(
+            correction=c,
+            answer=a,
+            question=q,
+            reviews=[r for r in reviews.get(c.id or 0, []) if r.review_round == c.review_round],
+            downvotes=downvotes.get(a.id or 0, 0),
+        )
+        for c, a, q in rows
+    ]

@@ -90,6 +90,7 @@ def record_answer(
     confidence: float | None = None,
     latency_ms: int | None = None,
     prompt: Sequence[dict[str, str]] = (),
+    sources: Sequence[dict[str, Any]] = (),
 ) -> Answer:
     question = session.get(Question, question_id)
     if question is None:
@@ -101,6 +102,7 @@ def record_answer(
         adapter=adapter,
         passage_ids=list(passage_ids),
         prompt=list(prompt),
+        sources=list(sources),
         confidence=confidence,
         latency_ms=latency_ms,
     )
@@ -198,7 +200,8 @@ def review_correction(
     approvals_required: int = 1,
 ) -> Correction:
     """Record one reviewer's decision. A rejection closes the correction; it is approved once
-    `approvals_required` different reviewers approved it. An edit replaces the text."""
+    `approvals_required` different reviewers approved it in the current review round. An edit
+    replaces the text."""
     _require(decision in ("approve", "reject"), f"Unknown decision {decision!r}.")
     if edited_text is not None and not edited_text.strip():
         raise errors.EmptyCorrection()
@@ -209,8 +212,11 @@ def review_correction(
         raise _refuse(
             session, errors.InvalidTransition(f"Correction #{correction_id} was already {correction.status}.")
         )
+    current = correction.review_round
     already = session.exec(
-        select(Review).where(Review.correction_id == correction_id, Review.reviewer == reviewer)
+        select(Review).where(
+            Review.correction_id == correction_id, Review.reviewer == reviewer, Review.review_round == current
+        )
     ).first()
     if already is not None:
         raise _refuse(session, errors.InvalidTransition(f"You already reviewed correction #{correction_id}."))
@@ -219,6 +225,7 @@ def review_correction(
         Review(
             correction_id=correction_id,
             reviewer=reviewer,
+            review_round=current,
             decision=decision,
             reason=reason,
             edited_text=edited_text.strip() if edited_text else None,
@@ -233,10 +240,45 @@ def review_correction(
         approvals = session.exec(
             select(func.count())
             .select_from(Review)
-            .where(Review.correction_id == correction_id, Review.decision == "approve")
+            .where(
+                Review.correction_id == correction_id,
+                Review.review_round == current,
+                Review.decision == "approve",
+            )
         ).one()
         if approvals >= approvals_required:
             correction.status, correction.decided_at = "approved", utcnow()
+            correction.stale_reason = None
+    session.add(correction)
+    session.commit()
+    return correction
+
+
+def reopen_correction(session: Session, *, correction_id: int, reason: str) -> Correction:
+    """Send a pending or approved correction back for review in a new round (earlier approvals no
+    longer count), with `reason` shown to reviewers. A rejected one stays closed."""
+    _require(bool(reason.strip()), "Say why the correction needs another review.")
+    correction = session.get(Correction, correction_id)
+    if correction is None:
+        raise _refuse(session, errors.UnknownCorrection(correction_id))
+    if correction.status == "rejected":
+        raise _refuse(
+            session, errors.InvalidTransition(f"Correction #{correction_id} was rejected; it stays closed.")
+        )
+    correction.status, correction.decided_at = "pending", None
+    correction.review_round += 1
+    correction.stale_reason = reason.strip()
+    session.add(correction)
+    session.commit()
+    return correction
+
+
+def attach_review_card(session: Session, *, correction_id: int, channel: str, ref: str) -> Correction:
+    """Remember where a correction's review card was posted, so it can be updated."""
+    correction = session.get(Correction, correction_id)
+    if correction is None:
+        raise _refuse(session, errors.UnknownCorrection(correction_id))
+    correction.card_channel, correction.card_ref = channel, ref
     session.add(correction)
     session.commit()
     return correction

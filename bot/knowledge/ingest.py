@@ -48,6 +48,9 @@ class IngestReport:
     embedded: int = 0  # vectors computed; every other chunk reused its stored one
     chunks: int = 0  # chunks in the index afterwards
     seconds: float = 0.0
+    # Ids the chunks had before, of every file whose content changed or that was removed: an answer
+    # that cited one of them rests on a page that is no longer what it was.
+    changed_ids: set[str] = field(default_factory=set)
 
     def summary(self) -> str:
         lines = [
@@ -148,6 +151,7 @@ def ingest(
         stored = _stored_rows(state, existing, embedder)
         _embed_missing(final, stored, vectors, embedder, progress)
         report.added, report.updated, report.unchanged, report.removed = counts
+        report.changed_ids = _changed_ids(existing, new, scopes, unreadable)
         changed = any(counts[i] for i in (0, 1, 3)) or state.model_id != embedder.model_id
         if changed or state.delta.chunks or state.delta.removed_count:
             matrix = _assemble(final, state, stored, vectors, embedder.dim)
@@ -170,6 +174,20 @@ def _plan(
     added = sum(1 for c in new if c.id not in old_hash)
     unchanged = sum(1 for c in new if old_hash.get(c.id) == c.content_hash)
     return kept + new, (added, len(new) - added - unchanged, unchanged, removed)
+
+
+def _changed_ids(
+    existing: list[Chunk], new: list[Chunk], scopes: list[Path], unreadable: set[str]
+) -> set[str]:
+    before: dict[str, set[tuple[str, str]]] = {}
+    for chunk in existing:
+        if _in_scope(chunk.path, scopes) and chunk.path not in unreadable:
+            before.setdefault(chunk.path, set()).add((chunk.id, chunk.content_hash))
+    after: dict[str, set[tuple[str, str]]] = {}
+    for chunk in new:
+        after.setdefault(chunk.path, set()).add((chunk.id, chunk.content_hash))
+    changed = {path for path, chunks in before.items() if after.get(path, set()) != chunks}
+    return {chunk.id for chunk in existing if chunk.path in changed}
 
 
 def _stored_rows(state: State, existing: list[Chunk], embedder: Embedder) -> dict[str, int]:
