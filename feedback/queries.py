@@ -34,6 +34,40 @@ def list_adapters(session: Session) -> list[AdapterVersion]:
     return list(session.exec(select(AdapterVersion).order_by(col(AdapterVersion.id))))
 
 
+def loaded_versions(session: Session, keep: int) -> list[AdapterVersion]:
+    """The versions a model server should keep loaded: the active one, then the most recently
+    retired ones (instant rollback), `keep` in all."""
+    active = active_adapter(session)
+    retired = select(AdapterVersion).where(
+        AdapterVersion.status == "retired", col(AdapterVersion.retired_at).is_not(None)
+    )
+    recent = list(session.exec(retired.order_by(col(AdapterVersion.retired_at).desc()).limit(keep)))
+    return ([active] if active else []) + recent[: keep - (1 if active else 0)]
+
+
+def rollback_target(session: Session) -> tuple[bool, str | None]:
+    """Where a rollback would go: (possible, adapter name or None for the base model). The same
+    choice `store.rollback_adapter` makes: what served before the active adapter was promoted."""
+    current = active_adapter(session)
+    if current is None:
+        return False, None
+    promoted = session.exec(
+        select(AdapterChange)
+        .where(AdapterChange.action == "promote", AdapterChange.to_name == current.name)
+        .order_by(col(AdapterChange.id).desc())
+    ).first()
+    return True, promoted.from_name if promoted else current.parent
+
+
+def feedback_high_water(session: Session) -> dict[str, int]:
+    """The newest answer, vote and correction ids: the feedback a dataset built now can include."""
+    return {
+        "last_answer_id": session.exec(select(func.max(Answer.id))).one() or 0,
+        "last_vote_id": session.exec(select(func.max(Vote.id))).one() or 0,
+        "last_correction_id": session.exec(select(func.max(Correction.id))).one() or 0,
+    }
+
+
 def adapter_history(session: Session, limit: int = 20) -> list[AdapterChange]:
     stmt = select(AdapterChange).order_by(col(AdapterChange.id).desc()).limit(limit)
     return list(session.exec(stmt))

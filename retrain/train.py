@@ -26,12 +26,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from retrain.dataset import Example
+from retrain.errors import TrainingFailed
 
 log = logging.getLogger(__name__)
 
-
-class TrainingFailed(RuntimeError):
-    """Training stopped without a usable adapter; the message says why."""
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingFailed",
+    "make_trainer",
+    "reference_loss",
+    "run_trainer",
+    "train_adapter",
+]
 
 
 @dataclass
@@ -182,6 +189,24 @@ def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainRe
         seconds=seconds,
         log_history=list(trainer.state.log_history),
     )
+
+
+def reference_loss(trainer: SFTTrainer, live_adapter: Path | None) -> float | None:
+    """The validation loss of what serves now, on the examples the candidate was measured on:
+    the base model (the LoRA switched off) or the live adapter loaded beside the new one."""
+    if trainer.eval_dataset is None:
+        return None
+    model = cast(Any, trainer.model)
+    if live_adapter is None:
+        with model.disable_adapter():
+            return float(trainer.evaluate(metric_key_prefix="live")["live_loss"])
+    model.load_adapter(str(live_adapter), adapter_name="live")
+    try:
+        model.set_adapter("live")
+        return float(trainer.evaluate(metric_key_prefix="live")["live_loss"])
+    finally:
+        model.set_adapter("default")
+        model.delete_adapter("live")
 
 
 class StopOnNaN(TrainerCallback):
