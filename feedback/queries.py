@@ -157,10 +157,10 @@ def queued_runs(session: Session) -> list[RetrainRun]:
 
 
 def last_completed_run(session: Session) -> RetrainRun | None:
-    """The latest run that trained to the end and was judged (promoted or rejected)."""
+    """The latest run that went through the feedback: promoted, rejected, or skipped (nothing new)."""
     stmt = (
         select(RetrainRun)
-        .where(col(RetrainRun.status).in_(("promoted", "rejected")))
+        .where(col(RetrainRun.status).in_(("promoted", "rejected", "skipped")))
         .order_by(col(RetrainRun.id).desc())
     )
     return session.exec(stmt).first()
