@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,7 +15,9 @@ from chatbot.settings import Settings
 from chatbot.wiring import open_database
 from feedback import queries
 from model_server import launch
+from model_server.client import ModelClient
 from model_server.prepare import prepare_base_model
+from retrain import promote
 
 log = logging.getLogger("chatbot")
 
@@ -39,6 +42,22 @@ def model_server(backend: str | None) -> None:
     model_dir = prepare_base_model(settings.data_dir, settings.base_model)
     vllm_python = launch.find_vllm_python(settings.vllm_python)
     chosen = launch.choose_backend(backend or settings.model_backend, vllm_python)
+    click.echo(
+        f"Starting the {chosen} model server at {settings.model_server_url} (base model {model_dir.name})."
+    )
+    sys.exit(
+        launch.run(
+            launcher(settings, model_dir, chosen, vllm_python),
+            settings.model_server_url,
+            on_healthy=reconciler(settings),
+        )
+    )
+
+
+def launcher(
+    settings: Settings, model_dir: Path, chosen: str, vllm_python: Path | None
+) -> Callable[[], launch.Launch]:
+    """The command for each (re)start, with the adapter active in SQL at that moment preloaded."""
 
     def make_launch() -> launch.Launch:
         spec = launch.ServerSpec(
@@ -57,10 +76,19 @@ def model_server(backend: str | None) -> None:
             )
         return launch.engine_command(spec), {}
 
-    click.echo(
-        f"Starting the {chosen} model server at {settings.model_server_url} (base model {model_dir.name})."
-    )
-    sys.exit(launch.run(make_launch, settings.model_server_url))
+    return make_launch
+
+
+def reconciler(settings: Settings) -> Callable[[], object]:
+    """After each (re)start and periodically: the server's adapters made to match SQL (the active
+    one and the previous for rollback loaded, older versions unloaded)."""
+    database = open_database(settings)
+
+    def reconcile() -> object:
+        with ModelClient(settings.model_server_url) as client:
+            return promote.reconcile(database, client, keep=settings.keep_loaded_adapters)
+
+    return reconcile
 
 
 def _active_adapter_paths(settings: Settings) -> dict[str, str]:

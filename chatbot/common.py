@@ -12,6 +12,7 @@ from feedback.errors import FeedbackError
 from model_server.errors import ModelServerError
 from model_server.launch import LaunchError
 from model_server.prepare import PrepareError
+from retrain.errors import RetrainError
 
 # Errors whose message is written for a person; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -21,6 +22,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LaunchError,
     KnowledgeError,
     SettingsError,
+    RetrainError,
 )
 
 

@@ -146,10 +146,14 @@ def run(
     max_restarts: int = 5,
     window_s: float = 600.0,
     stop: threading.Event | None = None,
+    on_healthy: Callable[[], object] | None = None,
+    every_s: float = 60.0,
 ) -> int:
     """Run the server in the foreground and restart it when it dies (vLLM's engine can exit on a
     bad adapter). `make_launch` is called for every start, so a restart re-reads which adapter is
-    active. Gives up after `max_restarts` crashes within `window_s` seconds."""
+    active. `on_healthy` runs once the server answers after each (re)start and every `every_s`
+    seconds while it runs (the caller reconciles loaded adapters with SQL); its failures are
+    logged, never fatal. Gives up after `max_restarts` crashes within `window_s` seconds."""
     stop = stop or threading.Event()
     current: list[subprocess.Popen[bytes]] = []
 
@@ -168,9 +172,11 @@ def run(
         # The child inherits our environment plus what the backend needs.
         process = subprocess.Popen(command, env={**os.environ, **extra_env})
         current[:] = [process]
+        next_check = float("inf")
         try:
             seconds = wait_healthy(url, process, stop=stop)
             log.info("model server healthy at %s after %.1f s", url, seconds)
+            next_check = time.monotonic()
         except LaunchError:
             if stop.is_set():
                 return _finish(process)
@@ -178,6 +184,9 @@ def run(
                 _finish(process)
                 raise
         while process.poll() is None and not stop.is_set():
+            if on_healthy is not None and time.monotonic() >= next_check:
+                _call_safely(on_healthy)
+                next_check = time.monotonic() + every_s
             stop.wait(0.5)
         if stop.is_set():
             return _finish(process)
@@ -192,6 +201,13 @@ def run(
             )
         log.error("the model server exited with status %s; restarting it", process.returncode)
         stop.wait(2.0)
+
+
+def _call_safely(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:  # the server keeps running; the next call may succeed
+        log.warning("the model server's after-start hook failed", exc_info=True)
 
 
 def _finish(process: subprocess.Popen[bytes]) -> int:
