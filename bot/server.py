@@ -2,6 +2,7 @@
 
     GET  /healthz       liveness, and which Slack mode is on
     POST /slack/events  Slack's Events API and interactivity (HTTP mode)
+    POST /api/messages  Microsoft Teams (Bot Framework), when Teams is on
 
 With `SLACK_APP_TOKEN` set, Slack's events arrive over Socket Mode instead and /slack/events is not
 served. `build_app` takes collaborators that are already built (tests hand it fakes); `serve`
@@ -21,7 +22,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import Deps, Inflight, Records, build_slack_app
+from bot.teams import TeamsDeps, TeamsEndpoint
 from chatbot.settings import Settings, SettingsError
+from feedback.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 def build_app(
     *,
     slack: AsyncApp | None = None,
+    teams: TeamsEndpoint | None = None,
     inflight: Inflight | None = None,
     socket_mode_token: str = "",
     drain_seconds: float = DRAIN_SECONDS,
@@ -53,6 +57,8 @@ def build_app(
             app.cleanup_ctx.append(_socket_mode(slack, socket_mode_token))
         else:
             app.router.add_post("/slack/events", slack_events(slack))
+    if teams is not None:
+        app.router.add_post("/api/messages", teams.handle)
 
     async def drain(_: web.Application) -> None:
         await inflight.drain(drain_seconds)
@@ -138,7 +144,8 @@ async def application(settings: Settings) -> web.Application:
             api_url=settings.slack_api_url,
             session=session,
         )
-    app = build_app(slack=slack, inflight=deps.inflight, socket_mode_token=app_token)
+    teams = _teams(settings, deps, database)
+    app = build_app(slack=slack, teams=teams, inflight=deps.inflight, socket_mode_token=app_token)
 
     async def close(_: web.Application) -> None:
         if session is not None:
@@ -148,6 +155,31 @@ async def application(settings: Settings) -> web.Application:
 
     app.on_cleanup.append(close)
     return app
+
+
+def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint | None:
+    """Teams with MICROSOFT_APP_ID set (requests authenticated); without it, only in development,
+    where the Bot Framework Emulator talks to it unauthenticated."""
+    app_id = settings.microsoft_app_id
+    password = settings.microsoft_app_password.get_secret_value()
+    if app_id and not password:
+        raise SettingsError(
+            "MICROSOFT_APP_PASSWORD is not set: Teams needs the client secret of the bot's app "
+            "registration along with MICROSOFT_APP_ID."
+        )
+    if not app_id and settings.environment != "development":
+        log.warning("MICROSOFT_APP_ID is not set: Teams is off")
+        return None
+    if not app_id:
+        log.warning("MICROSOFT_APP_ID is not set: /api/messages is open without authentication (Emulator)")
+    teams_deps = TeamsDeps(
+        pipeline=deps.pipeline,
+        records=Records(database, platform="teams"),
+        app_id=app_id,
+        inflight=deps.inflight,
+        answering=deps.answering,
+    )
+    return TeamsEndpoint(teams_deps, app_password=password, tenant_id=settings.microsoft_app_tenant_id)
 
 
 def serve(settings: Settings) -> None:

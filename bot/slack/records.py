@@ -34,8 +34,11 @@ class AnswerPlace:
 
 
 class Records:
-    def __init__(self, database: Database) -> None:
+    """`platform` is whose replies `answer_for_reply` looks among (Teams uses this class too)."""
+
+    def __init__(self, database: Database, platform: str = PLATFORM) -> None:
         self.database = database
+        self.platform = platform
 
     async def _write(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -60,9 +63,13 @@ class Records:
             lambda s: store.attach_reply(s, answer_id=answer_id, reply_channel=channel, reply_ref=ts)
         )
 
-    async def vote(self, *, answer_id: int, user_id: str, value: int, source: str) -> None:
+    async def vote(
+        self, *, answer_id: int, user_id: str, value: int, source: str, comment: str | None = None
+    ) -> None:
         await self._write(
-            lambda s: store.record_vote(s, answer_id=answer_id, user_id=user_id, value=value, source=source)
+            lambda s: store.record_vote(
+                s, answer_id=answer_id, user_id=user_id, value=value, source=source, comment=comment
+            )
         )
 
     async def withdraw(self, *, answer_id: int, user_id: str, value: int, source: str) -> bool:
@@ -81,7 +88,7 @@ class Records:
 
         def find(session: Session) -> int | None:
             row = queries.find_answer_by_reply(
-                session, platform=PLATFORM, reply_channel=channel, reply_ref=ts
+                session, platform=self.platform, reply_channel=channel, reply_ref=ts
             )
             return row.id if row else None
 

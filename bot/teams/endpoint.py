@@ -1,0 +1,88 @@
+"""`POST /api/messages`: Bot Framework activities in, through a real botbuilder `CloudAdapter`.
+
+With an app id the request's JWT is validated (Bot Framework's keys, the app id as audience); with
+none, authentication is off, as the Bot Framework Emulator expects. The request is authenticated
+here and handed to `adapter.process_activity`, and the invoke response written here too, rather than
+through `CloudAdapter.process`: that one sends an empty Authorization header on (which fails even with
+authentication off) and answers 500 to an invoke response whose body is a plain dict, such as the
+`{}` Teams wants after a feedback click.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+
+from aiohttp import web
+from botbuilder.core import serializer_helper
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity
+from msrest.exceptions import DeserializationError
+
+from bot.teams.bot import TeamsBot, on_turn_error
+from bot.teams.deps import TeamsDeps
+
+log = logging.getLogger(__name__)
+
+
+def build_adapter(*, app_id: str = "", app_password: str = "", tenant_id: str = "") -> CloudAdapter:
+    # The attribute names botbuilder's configuration reader looks for.
+    config = SimpleNamespace(
+        APP_ID=app_id,
+        APP_PASSWORD=app_password,
+        APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
+        APP_TENANTID=tenant_id,
+    )
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
+    adapter.on_turn_error = on_turn_error
+    return adapter
+
+
+class TeamsEndpoint:
+    def __init__(self, deps: TeamsDeps, *, app_password: str = "", tenant_id: str = "") -> None:
+        self.deps = deps
+        self.bot = TeamsBot(deps)
+        self.adapter = build_adapter(app_id=deps.app_id, app_password=app_password, tenant_id=tenant_id)
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.deps.app_id)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type != "application/json":
+            return _problem(415, "Bot Framework activities are JSON (Content-Type: application/json).")
+        try:
+            body = await request.json()
+            activity = Activity().deserialize(body) if isinstance(body, dict) else None
+        except (ValueError, DeserializationError):
+            activity = None
+        if activity is None or not activity.type:
+            return _problem(400, "The body is not a Bot Framework activity.")
+
+        header = request.headers.get("Authorization") or None
+        try:
+            auth = await self.adapter.bot_framework_authentication.authenticate_request(activity, header)
+        except PermissionError as exc:
+            log.warning("refused an unauthenticated activity on /api/messages: %s", exc)
+            return _problem(401, "Unauthorized.")
+        except Exception:
+            log.exception("could not check the Authorization header of an activity")
+            return _problem(503, "The request could not be authenticated right now.")
+
+        try:
+            response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
+        except Exception:
+            log.exception("a %s activity could not be processed", activity.type)
+            return _problem(500, "The activity could not be processed.")
+        if response is None:
+            return web.Response(status=200)
+        status = int(response.status or 200)
+        if response.body is None:
+            return web.Response(status=status)
+        body = response.body if isinstance(response.body, dict | list) else serializer_helper(response.body)
+        return web.json_response(body, status=status, dumps=json.dumps)
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

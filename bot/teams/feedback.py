@@ -1,0 +1,59 @@
+"""Votes: Teams' own 👍/👎 under an answer (the `message/submitAction` invoke, answered 200 with
+`{}`), and 👍/👎 reactions on it. One vote per person per answer (the store keeps the latest);
+removing a reaction takes its vote back; a 👎 with a comment is also stored as a pending correction."""
+
+from __future__ import annotations
+
+import logging
+
+from botbuilder.core import TurnContext
+
+from bot.teams import replies, translate
+from bot.teams.deps import TeamsDeps
+from bot.teams.translate import Feedback
+from feedback.errors import FeedbackError
+
+log = logging.getLogger(__name__)
+
+
+async def on_submit_action(context: TurnContext, deps: TeamsDeps) -> None:
+    async with deps.inflight.track():
+        if await deps.records.claim(translate.delivery_key(context.activity)):
+            for feedback in translate.to_feedback(context.activity):
+                await record(deps, feedback)
+        await replies.invoke_response(context, {})
+
+
+async def on_reaction(context: TurnContext, deps: TeamsDeps) -> None:
+    votes = translate.to_feedback(context.activity)
+    if not votes:
+        return
+    async with deps.inflight.track():
+        if await deps.records.claim(translate.delivery_key(context.activity)):
+            for feedback in votes:
+                await record(deps, feedback)
+
+
+async def record(deps: TeamsDeps, feedback: Feedback) -> None:
+    # wait: a click can race the write that attaches the reply's id to its answer.
+    answer_id = await deps.records.answer_for_reply(feedback.conversation, feedback.reply_to_id, wait=True)
+    if answer_id is None:
+        log.info("feedback on message %s, which is not a recorded answer", feedback.reply_to_id)
+        return
+    try:
+        if feedback.withdrawn:
+            await deps.records.withdraw(
+                answer_id=answer_id, user_id=feedback.user_id, value=feedback.value, source=feedback.source
+            )
+            return
+        await deps.records.vote(
+            answer_id=answer_id,
+            user_id=feedback.user_id,
+            value=feedback.value,
+            source=feedback.source,
+            comment=feedback.comment,
+        )
+        if feedback.value < 0 and feedback.comment:
+            await deps.records.correct(answer_id=answer_id, author=feedback.user_id, text=feedback.comment)
+    except FeedbackError as exc:
+        log.warning("feedback on answer %s not recorded: %s", answer_id, exc)

@@ -1,0 +1,91 @@
+"""Questions: a personal message, or a message that @mentions the bot in a channel or group chat.
+The request is answered at once (after the delivery is claimed and "typing…" shown); the answer
+follows as a reply once the pipeline has it. Admin commands arrive the same way."""
+
+from __future__ import annotations
+
+import logging
+
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity
+
+from bot.errors import BotError
+from bot.pipeline import Answer, Question
+from bot.teams import cards, replies, translate
+from bot.teams.deps import Admin, TeamsDeps
+from bot.teams.replies import Replier
+
+log = logging.getLogger(__name__)
+
+
+async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
+    activity = context.activity
+    if not translate.is_question(activity):
+        return
+    if not await deps.records.claim(translate.delivery_key(activity)):
+        log.info("activity %s was a retry of one already answered", activity.id)
+        return
+    question = translate.to_question(activity)
+    later = replies.Later(context, deps.app_id)
+    await replies.now(context).typing_once()
+
+    admin, admin_id = _admin_for(deps, activity)
+    text = question.text
+    if admin is not None and translate.admin_command(text) is not None:
+        # Sent on for anyone: the admin handler refuses non-admins itself, and logs who tried.
+        deps.spawn(_run_admin(deps, later, admin, admin_id or question.user_id, text))
+    elif text.lower() == "help":
+        if admin is not None and admin_id is not None:
+            deps.spawn(_run_admin(deps, later, admin, admin_id, text))
+        else:
+            await replies.now(context).send(cards.notice(cards.USAGE))
+    else:
+        deps.spawn(_answer_later(deps, later, question))
+
+
+def _admin_for(deps: TeamsDeps, activity: Activity) -> tuple[Admin | None, str | None]:
+    """The admin handler, and which of the sender's ids (AAD object id, Teams id) is an admin's."""
+    if deps.admin is None:
+        return None, None
+    ids = translate.user_ids(activity)
+    return deps.admin, next((i for i in ids if deps.admin.is_admin(i)), None)
+
+
+async def _run_admin(deps: TeamsDeps, later: replies.Later, admin: Admin, user_id: str, text: str) -> None:
+    async def work(replier: Replier) -> None:
+        try:
+            reply = await admin.handle(user_id, text)
+            message = cards.with_image(reply.text, reply.image)
+        except Exception:
+            log.exception("admin command %r by %s failed", text, user_id)
+            message = cards.notice(BotError.user_message)
+        await replier.send(message)
+
+    async with deps.inflight.track():
+        await later.run(work)
+
+
+async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
+    async def work(replier: Replier) -> None:
+        async with replier.typing():
+            answer, message = await ask(deps, question)
+        reply_id = await replier.send(message)
+        if answer is not None and answer.answer_id is not None and reply_id:
+            # At once: reactions and feedback clicks find their answer by this id.
+            await deps.records.attach_reply(answer.answer_id, question.channel, reply_id)
+
+    async with deps.inflight.track(), deps.answering:
+        await later.run(work)
+
+
+async def ask(deps: TeamsDeps, question: Question) -> tuple[Answer | None, Activity]:
+    """The answer and its message, or a kind notice when there is no answer to give."""
+    try:
+        answer = await deps.pipeline.answer(question)
+    except BotError as exc:
+        log.warning("no answer in %s: %s", question.channel, exc)
+        return None, cards.notice(exc.user_message)
+    except Exception:
+        log.exception("answering in %s failed", question.channel)
+        return None, cards.notice(BotError.user_message)
+    return answer, cards.to_reply(answer)
