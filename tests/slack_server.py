@@ -196,6 +196,8 @@ class SlackServer:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.postEphemeral": lambda _: {"ok": True, "message_ts": self.next_ts()},
+            "chat.update": self._update_message,
+            "conversations.open": self._open_conversation,
             "conversations.replies": self._replies,
             "views.open": self._views_open,
             "apps.connections.open": self._connections_open,
@@ -236,6 +238,26 @@ class SlackServer:
                 message[key] = args[key]
         self.messages.setdefault(args["channel"], []).append(message)
         return {"ok": True, "channel": args["channel"], "ts": message["ts"], "message": message}
+
+    def _update_message(self, args: Payload) -> Payload:
+        """Replaces a message's text and blocks, as Slack does; only the bot's own messages."""
+        for message in self.messages.get(args.get("channel", ""), []):
+            if message["ts"] == args.get("ts"):
+                if message.get("user") != BOT_USER:
+                    return {"ok": False, "error": "cant_update_message"}
+                message["text"] = args.get("text", message["text"])
+                if "blocks" in args:
+                    message["blocks"] = args["blocks"]
+                message["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
+                return {"ok": True, "channel": args["channel"], "ts": message["ts"], "text": message["text"]}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _open_conversation(self, args: Payload) -> Payload:
+        """The bot's DM with one person (`users` holds one id here); D + their id."""
+        users = str(args.get("users", ""))
+        if not users or "," in users:
+            return {"ok": False, "error": "not_supported" if users else "users_list_not_supplied"}
+        return {"ok": True, "channel": {"id": f"D{users}"}}
 
     def _replies(self, args: Payload) -> Payload:
         root = args.get("ts")
@@ -564,12 +586,20 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, *, model: FakeModel | None = None, passages: list[FakePassage] | None = None
+    tmp_path: Path,
+    *,
+    model: FakeModel | None = None,
+    passages: list[FakePassage] | None = None,
+    configure: Callable[[Deps], None] | None = None,
 ) -> AsyncIterator[Bot]:
+    """`configure` may change the listeners' collaborators before the app is built (e.g. hand them
+    a review desk, or a real knowledge base as the retriever)."""
     model = model or FakeModel()
     database = migrated_database(tmp_path / "chatbot.db")
     async with SlackServer() as slack:
         deps = make_deps(database, model, passages)
+        if configure is not None:
+            configure(deps)
         slack_app = build_slack_app(
             deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url
         )
