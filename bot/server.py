@@ -118,7 +118,7 @@ def _socket_mode(slack: AsyncApp, app_token: str) -> CleanupContext:
 
 async def application(settings: Settings) -> web.Application:
     """The real collaborators, built from settings inside the server's event loop."""
-    from chatbot.wiring import build_pipeline, open_database
+    from chatbot.wiring import build_pipeline, open_database, open_knowledge, review_desk
 
     bot_token = settings.slack_bot_token.get_secret_value()
     app_token = settings.slack_app_token.get_secret_value()
@@ -132,8 +132,14 @@ async def application(settings: Settings) -> web.Application:
         log.warning("SLACK_BOT_TOKEN is not set: Slack is off")
 
     database = open_database(settings)
-    pipeline = build_pipeline(settings, database=database)
-    deps = Deps(pipeline=pipeline, records=Records(database))
+    knowledge = open_knowledge(settings)
+    pipeline = build_pipeline(settings, database=database, knowledge=knowledge)
+    review = review_desk(settings, database=database, knowledge=knowledge)
+    if not review.policy.reviewers:
+        log.warning("neither REVIEWERS nor ADMIN_USERS is set: nobody can approve corrections")
+    deps = Deps(
+        pipeline=pipeline, records=Records(database), review=review, review_channel=settings.review_channel
+    )
     slack, session = None, None
     if bot_token:
         session = aiohttp.ClientSession()  # one keep-alive pool for every Web API call

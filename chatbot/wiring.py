@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
 from bot.pipeline import Pipeline
@@ -60,15 +61,38 @@ def prompt_style(settings: Settings) -> PromptStyle:
     return PromptStyle(company=settings.company_name, fallback=settings.fallback_contact)
 
 
-def build_pipeline(settings: Settings, *, database: Database | None = None) -> Pipeline:
+def build_pipeline(
+    settings: Settings, *, database: Database | None = None, knowledge: KnowledgeBase | None = None
+) -> Pipeline:
     database = database or open_database(settings)
     model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
     return Pipeline(
-        retriever=open_knowledge(settings),
+        retriever=knowledge or open_knowledge(settings),
         client=AsyncModelClient(settings.model_server_url),
         model_name=active_model(database, settings.served_model_name),
         database=database,
         count_tokens=token_counter(model_dir),
         max_model_len=settings.max_model_len,
         style=prompt_style(settings),
+    )
+
+
+def review_policy(settings: Settings) -> ReviewPolicy:
+    return ReviewPolicy.of(
+        reviewers=settings.reviewers,
+        admins=settings.admin_users,
+        approvals_required=settings.approvals_required,
+        recall=settings.correction_recall,
+    )
+
+
+def review_desk(
+    settings: Settings, *, database: Database | None = None, knowledge: KnowledgeBase | None = None
+) -> ReviewDesk:
+    """The review queue; approved corrections go into `knowledge` (the bot's own open index, so its
+    next answer sees them; any other process's index sees them within its reload interval)."""
+    return ReviewDesk(
+        database or open_database(settings),
+        review_policy(settings),
+        knowledge=knowledge or open_knowledge(settings),
     )

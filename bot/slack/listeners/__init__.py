@@ -6,9 +6,9 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.deps import Deps
-from bot.slack.listeners import commands, corrections, feedback, questions
+from bot.slack.listeners import commands, corrections, feedback, questions, review
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
-    for feature in (questions, feedback, corrections, commands):
+    for feature in (questions, feedback, corrections, review, commands):
         feature.register(app, deps)

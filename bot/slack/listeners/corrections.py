@@ -1,18 +1,22 @@
 """Corrections: "Suggest a correction" opens a modal holding the bot's answer; the edited text is
-stored as a pending correction and the person is thanked, ephemerally, in the answer's thread."""
+stored as a pending correction, posted to the review channel for reviewers (`listeners.review`), and
+the person is thanked, ephemerally, in the answer's thread."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks, translate
 from bot.slack.deps import Deps
+from bot.slack.listeners.review import post_card
+from bot.slack.notify import tell
 from feedback.errors import FeedbackError
+from feedback.queries import ReviewCase
 
 log = logging.getLogger(__name__)
 Payload = dict[str, Any]
@@ -47,10 +51,19 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         async with deps.inflight.track():
+            case: ReviewCase | None = None
             try:
-                await deps.records.correct(
-                    answer_id=submission.answer_id, author=submission.user_id, text=submission.text
-                )
+                if deps.review is not None:
+                    case = await asyncio.to_thread(
+                        deps.review.submit,
+                        answer_id=submission.answer_id,
+                        author=submission.user_id,
+                        text=submission.text,
+                    )
+                else:
+                    await deps.records.correct(
+                        answer_id=submission.answer_id, author=submission.user_id, text=submission.text
+                    )
             except FeedbackError as exc:
                 log.warning("correction of answer %s not stored: %s", submission.answer_id, exc)
                 text = str(exc)
@@ -63,13 +76,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 thread_ts=submission.thread_ts,
                 text=text,
             )
-
-
-async def tell(client: AsyncWebClient, *, channel: str, user: str, thread_ts: str, text: str) -> None:
-    """An ephemeral note to one person; silently skipped when there is nowhere to put it."""
-    if not channel:
-        return
-    try:
-        await client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts or None, text=text)
-    except SlackApiError as exc:
-        log.warning("could not tell %s in %s: %s", user, channel, exc.response.get("error"))
+            if case is not None:
+                await post_card(deps, client, case)

@@ -1,0 +1,248 @@
+"""The review queue in Slack, both ways, as pure functions: a correction as a review card (question,
+the bot's answer and its sources, the proposed correction, Approve / Edit / Reject, and the votes so
+far), the Edit and Reject modals, the notes to the correction's author; and the clicks and modal
+submissions read back into plain values.
+
+Every piece of text from people or the model is escaped and cut to Slack's limits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot.slack.blocks import INPUT_LIMIT, SECTION_LIMIT, Block, Reply, escape
+from feedback.queries import ReviewCase
+
+APPROVE_ACTION = "review_approve"
+EDIT_ACTION = "review_edit"
+REJECT_ACTION = "review_reject"
+ACTIONS = (APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION)
+EDIT_VIEW = "review_edit"
+REJECT_VIEW = "review_reject"
+VIEW_BLOCK = "review"
+VIEW_INPUT = "text"
+MAX_SOURCES = 5
+REASON_LIMIT = 1000
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReviewClick:
+    """A reviewer's click on a card's button."""
+
+    action: str  # one of ACTIONS
+    correction_id: int
+    user_id: str
+    channel: str
+    message_ts: str
+    trigger_id: str
+
+
+@dataclass(frozen=True)
+class ReviewSubmission:
+    """A submitted Edit or Reject modal: the edited text, or the reason."""
+
+    view: str  # EDIT_VIEW or REJECT_VIEW
+    correction_id: int
+    user_id: str
+    text: str
+    channel: str
+    message_ts: str
+
+
+# --- out ----------------------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int = SECTION_LIMIT - 100) -> str:
+    text = text.strip()
+    return escape(text if len(text) <= limit else text[: limit - 1].rstrip() + "…")
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(*lines: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": line} for line in lines]}
+
+
+def _source_line(number: int, source: dict[str, Any]) -> str:
+    title = escape(str(source.get("title") or source.get("source") or "?"))
+    url = str(source.get("url") or "")
+    if url.startswith(("https://", "http://")):
+        return f"{number}. <{escape(url).replace('|', '%7C')}|{title}>"
+    return f"{number}. {title} · _{escape(str(source.get('source', '')))}_"
+
+
+def _status_line(case: ReviewCase, approvals_required: int) -> str:
+    correction = case.correction
+    if correction.status == "approved":
+        who = ", ".join(f"<@{r}>" for r in case.approvals)
+        return f":white_check_mark: *Approved* by {who}" if who else ":white_check_mark: *Approved*"
+    if correction.status == "rejected":
+        rejection = next((r for r in case.reviews if r.decision == "reject"), None)
+        if rejection is None:
+            return ":x: *Rejected*"
+        reason = f": {_cut(rejection.reason, 500)}" if rejection.reason else ""
+        return f":x: *Rejected* by <@{rejection.reviewer}>{reason}"
+    who = "".join(f" <@{r}>" for r in case.approvals)
+    votes = f"{len(case.approvals)} of {approvals_required} approvals"
+    return f":hourglass_flowing_sand: Waiting for review: {votes}{who}"
+
+
+def review_card(case: ReviewCase, *, approvals_required: int) -> Reply:
+    """The card posted to the review channel, and what `chat.update` makes of it after each vote:
+    the buttons go once the correction is decided."""
+    correction, answer, question = case.correction, case.answer, case.question
+    number = correction.id or 0
+    confidence = "unknown" if answer.confidence is None else f"{answer.confidence:.2f}"
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Correction #{number} to review"}},
+        _section(f"*Question* from <@{question.user_id}>\n{_cut(question.text)}"),
+        _section(f"*My answer* (confidence {confidence}, :-1: {case.downvotes})\n{_cut(answer.text)}"),
+    ]
+    if answer.sources:
+        lines = [_source_line(i, s) for i, s in enumerate(answer.sources[:MAX_SOURCES], start=1)]
+        blocks.append(_context("*Sources*", *lines))
+    blocks.append(_section(f"*Proposed correction* by <@{correction.author}>\n{_cut(correction.text)}"))
+    if correction.stale_reason and correction.status == "pending":
+        blocks.append(_context(f":warning: *Back for review.* {_cut(correction.stale_reason, 500)}"))
+    blocks.append(_context(_status_line(case, approvals_required)))
+    if correction.status == "pending":
+        blocks.append({"type": "actions", "block_id": f"review_{number}", "elements": _buttons(number)})
+    text = f"Correction #{number} to review: {_cut(question.text, 200)}"
+    return Reply(text=text, blocks=blocks)
+
+
+def _buttons(correction_id: int) -> list[Block]:
+    def button(action: str, label: str, style: str | None = None) -> Block:
+        element: Block = {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "value": str(correction_id),
+        }
+        if style:
+            element["style"] = style
+        return element
+
+    return [
+        button(APPROVE_ACTION, "Approve", "primary"),
+        button(EDIT_ACTION, "Edit"),
+        button(REJECT_ACTION, "Reject", "danger"),
+    ]
+
+
+def _modal(
+    *, callback_id: str, click: ReviewClick, title: str, submit: str, label: str, element: Block
+) -> Payload:
+    meta = {"correction_id": click.correction_id, "channel": click.channel, "ts": click.message_ts}
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": json.dumps(meta),
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": VIEW_BLOCK,
+                "label": {"type": "plain_text", "text": label},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": VIEW_INPUT,
+                    "multiline": True,
+                    **element,
+                },
+            }
+        ],
+    }
+
+
+def edit_modal(click: ReviewClick, text: str) -> Payload:
+    """Edit: the proposed correction, ready to be improved; submitting approves the edited text."""
+    return _modal(
+        callback_id=EDIT_VIEW,
+        click=click,
+        title=f"Edit correction #{click.correction_id}",
+        submit="Approve",
+        label="The corrected answer",
+        element={"max_length": INPUT_LIMIT, "initial_value": text[:INPUT_LIMIT]},
+    )
+
+
+def reject_modal(click: ReviewClick) -> Payload:
+    return _modal(
+        callback_id=REJECT_VIEW,
+        click=click,
+        title=f"Reject correction #{click.correction_id}",
+        submit="Reject",
+        label="Why? (the author is told)",
+        element={"max_length": REASON_LIMIT},
+    )
+
+
+def approved_note(case: ReviewCase, *, in_use: bool) -> str:
+    now = "I already use it when someone asks this." if in_use else "I'll learn it in my next update."
+    return (
+        f"Good news: a reviewer approved your correction to my answer to “{_cut(case.question.text, 300)}”. "
+        f"{now} Thank you for teaching me!"
+    )
+
+
+def rejected_note(case: ReviewCase) -> str:
+    rejection = next((r for r in case.reviews if r.decision == "reject"), None)
+    reason = f"\n>{_cut(rejection.reason, 500)}" if rejection and rejection.reason else ""
+    return (
+        f"Thanks for suggesting a correction to my answer to “{_cut(case.question.text, 300)}”. "
+        f"A reviewer decided not to use it this time, and said:{reason}\n"
+        "If you think they missed something, reply to my answer with more detail. Thanks for helping!"
+    )
+
+
+# --- in -----------------------------------------------------------------------------------------
+
+
+def to_click(body: Payload) -> ReviewClick | None:
+    """A click on a review card's button; None for anything else."""
+    for action in body.get("actions", []):
+        value = str(action.get("value", ""))
+        if action.get("action_id") in ACTIONS and value.isdigit():
+            return ReviewClick(
+                action=action["action_id"],
+                correction_id=int(value),
+                user_id=body["user"]["id"],
+                channel=(body.get("channel") or {}).get("id", "")
+                or (body.get("container") or {}).get("channel_id", ""),
+                message_ts=(body.get("container") or {}).get("message_ts", ""),
+                trigger_id=body.get("trigger_id", ""),
+            )
+    return None
+
+
+def to_submission(body: Payload) -> ReviewSubmission:
+    view = body["view"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    values = view.get("state", {}).get("values", {})
+    text = (values.get(VIEW_BLOCK, {}).get(VIEW_INPUT, {}) or {}).get("value") or ""
+    return ReviewSubmission(
+        view=view.get("callback_id", ""),
+        correction_id=int(meta["correction_id"]),
+        user_id=body["user"]["id"],
+        text=text.strip(),
+        channel=meta.get("channel", ""),
+        message_ts=meta.get("ts", ""),
+    )
+
+
+def submission_error(submission: ReviewSubmission) -> str | None:
+    """What to show under the text box, or None when the submission can be recorded."""
+    if submission.text:
+        return None
+    if submission.view == REJECT_VIEW:
+        return "Please say why, so the author can learn from it."
+    return "The corrected answer can't be empty."

@@ -1,0 +1,234 @@
+"""The review queue over Slack's protocol: a correction submitted in the modal is posted as a card to
+the review channel; reviewers approve, edit or reject it with signed button clicks and modal
+submissions sent to the real Bolt app; the card is updated with chat.update, the author gets a DM;
+anyone else is refused and nothing changes. Ends with correction recall: ask, correct, approve,
+ask again in other words, and the answer cites the reviewed correction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from slack_server import Bot, block_actions, mention, running_bot, view_submission
+from sqlmodel import select
+
+from bot.curation import ReviewDesk, ReviewPolicy
+from bot.knowledge import HashingEmbedder, KnowledgeBase
+from bot.slack import Deps
+from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION
+from feedback.models import Correction, Review
+
+REVIEW = "CREVIEW"
+AUTHOR = "U2"
+FIX = "You get 30 days a year since 2025."
+
+
+def reviewing(
+    *reviewers: str, k: int = 1, channel: str = REVIEW, knowledge: KnowledgeBase | None = None
+) -> Callable[[Deps], None]:
+    def configure(deps: Deps) -> None:
+        policy = ReviewPolicy.of(reviewers=reviewers, approvals_required=k)
+        deps.review = ReviewDesk(deps.records.database, policy, knowledge=knowledge)
+        deps.review_channel = channel
+        if knowledge is not None:
+            deps.pipeline.retriever = knowledge
+
+    return configure
+
+
+@asynccontextmanager
+async def bot_with(tmp_path: Path, configure: Callable[[Deps], None]) -> AsyncIterator[Bot]:
+    async with running_bot(tmp_path, configure=configure) as bot:
+        yield bot
+
+
+async def ask(bot: Bot, text: str = "how many days of leave do I get?") -> dict[str, Any]:
+    question = bot.slack.add_message("C1", "U1", f"<@U0BOT> {text}")
+    before = len(bot.slack.called("chat.postMessage", channel="C1"))
+    await bot.send_event(mention(question, "C1"))
+    await bot.slack.wait_for("chat.postMessage", count=before + 1, channel="C1")
+    await bot.settled()
+    return bot.slack.messages["C1"][-1]
+
+
+async def correct(bot: Bot, answer: dict[str, Any], text: str = FIX) -> None:
+    """AUTHOR clicks "Suggest a correction" under `answer` and submits `text`."""
+    button = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"][0]
+    action = {"type": "button", "action_id": button["action_id"], "block_id": "c", "value": button["value"]}
+    opened = len(bot.slack.called("views.open"))
+    await bot.send_interaction(block_actions(user=AUTHOR, channel="C1", message=answer, action=action))
+    view = (await bot.slack.wait_for("views.open", count=opened + 1))[-1]["view"]
+    await bot.send_interaction(view_submission(user=AUTHOR, view=view, text=text))
+    await bot.settled()
+
+
+def card(bot: Bot) -> dict[str, Any]:
+    return bot.slack.messages[REVIEW][-1]
+
+
+def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+    return {e["action_id"]: e for b in actions for e in b["elements"]}
+
+
+def card_text(message: dict[str, Any]) -> str:
+    return json.dumps(message["blocks"], ensure_ascii=False)
+
+
+async def click(bot: Bot, user: str, action_id: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    message = message or card(bot)
+    button = buttons(message)[action_id]
+    action = {"type": "button", "action_id": action_id, "block_id": "r", "value": button["value"]}
+    payload = block_actions(user=user, channel=REVIEW, message=message, action=action)
+    response = await bot.send_interaction(payload)
+    assert response.status_code == 200
+    await bot.settled()
+    return payload
+
+
+def correction(bot: Bot) -> Correction:
+    with bot.database.reader() as session:
+        return session.exec(select(Correction)).one()
+
+
+def reviews(bot: Bot) -> list[tuple[str, str, str | None]]:
+    with bot.database.reader() as session:
+        return [(r.reviewer, r.decision, r.reason) for r in session.exec(select(Review))]
+
+
+async def test_a_correction_is_posted_to_the_review_channel_as_a_card(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        [posted] = bot.slack.called("chat.postMessage", channel=REVIEW)
+        text = card_text(posted)
+        assert "how many days of leave do I get?" in text  # the question
+        assert "You get 27 days of leave a year." in text  # the bot's answer
+        assert "Annual Leave &gt; Allowance" in text  # its sources (escaped for mrkdwn)
+        assert FIX in text and f"<@{AUTHOR}>" in text  # the proposal and who made it
+        assert set(buttons(posted)) == {APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION}
+        row = correction(bot)
+        assert (row.card_channel, row.card_ref) == (REVIEW, card(bot)["ts"])
+
+
+async def test_no_review_channel_means_no_card_but_the_correction_is_kept(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1", channel="")) as bot:
+        await correct(bot, await ask(bot))
+        assert [m["channel"] for m in bot.slack.called("chat.postMessage")] == ["C1"]
+        assert correction(bot).status == "pending"
+
+
+async def test_a_reviewer_approves_the_card_updates_and_the_author_is_told(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        await click(bot, "R1", APPROVE_ACTION)
+        assert correction(bot).status == "approved" and reviews(bot) == [("R1", "approve", None)]
+
+        [update] = bot.slack.called("chat.update")
+        assert (update["channel"], update["ts"]) == (REVIEW, card(bot)["ts"])
+        assert "Approved" in card_text(card(bot)) and buttons(card(bot)) == {}  # decided: no buttons
+        [opened] = bot.slack.called("conversations.open")
+        assert opened["users"] == AUTHOR
+        [dm] = bot.slack.called("chat.postMessage", channel=f"D{AUTHOR}")
+        assert "approved your correction" in dm["text"]
+
+
+async def test_someone_who_is_not_a_reviewer_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        for action in (APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION):
+            await click(bot, "U9", action)
+        refusals = bot.slack.called("chat.postEphemeral", user="U9")
+        assert len(refusals) == 3 and all("Only reviewers" in r["text"] for r in refusals)
+        assert all(r["channel"] == REVIEW for r in refusals)
+        assert correction(bot).status == "pending" and reviews(bot) == []
+        assert bot.slack.called("chat.update") == [] and bot.slack.called("conversations.open") == []
+        assert len(bot.slack.called("views.open")) == 1  # only the author's correction modal
+
+
+async def test_two_approvals_are_needed_when_k_is_two(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1", "R2", k=2)) as bot:
+        await correct(bot, await ask(bot))
+        await click(bot, "R1", APPROVE_ACTION)
+        assert correction(bot).status == "pending"
+        assert "1 of 2 approvals" in card_text(card(bot)) and APPROVE_ACTION in buttons(card(bot))
+        assert bot.slack.called("conversations.open") == []
+
+        await click(bot, "R1", APPROVE_ACTION)  # a second vote from the same reviewer does not count
+        [again] = bot.slack.called("chat.postEphemeral", user="R1")
+        assert "already reviewed" in again["text"]
+        assert correction(bot).status == "pending"
+
+        await click(bot, "R2", APPROVE_ACTION)
+        assert correction(bot).status == "approved"
+        assert "<@R1>, <@R2>" in card_text(card(bot))
+        assert len(bot.slack.called("chat.postMessage", channel=f"D{AUTHOR}")) == 1
+
+
+async def test_reject_asks_for_a_reason_keeps_it_and_tells_the_author_kindly(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1", "R2", k=2)) as bot:
+        await correct(bot, await ask(bot))
+        payload = await click(bot, "R1", REJECT_ACTION)
+        opened = bot.slack.called("views.open")[-1]
+        assert (
+            opened["trigger_id"] == payload["trigger_id"] and opened["view"]["callback_id"] == "review_reject"
+        )
+
+        empty = await bot.send_interaction(view_submission(user="R1", view=opened["view"], text="  "))
+        assert json.loads(empty.content)["response_action"] == "errors"  # a reason is required
+        await bot.settled()
+        assert correction(bot).status == "pending"
+
+        reason = "The handbook says 27 days; 30 is the senior allowance."
+        await bot.send_interaction(view_submission(user="R1", view=opened["view"], text=reason))
+        await bot.settled()
+        assert correction(bot).status == "rejected"  # one rejection closes it, even with k = 2
+        assert reviews(bot) == [("R1", "reject", reason)]
+        assert "Rejected" in card_text(card(bot)) and "30 is the senior allowance" in card_text(card(bot))
+        [dm] = bot.slack.called("chat.postMessage", channel=f"D{AUTHOR}")
+        assert "Thanks for suggesting" in dm["text"] and reason in dm["text"]
+
+        stale = {**bot.slack.called("chat.postMessage", channel=REVIEW)[0], "ts": card(bot)["ts"]}
+        await click(bot, "R2", APPROVE_ACTION, message=stale)  # a click from a card not yet refreshed
+        [closed] = bot.slack.called("chat.postEphemeral", user="R2")
+        assert "already rejected" in closed["text"] and correction(bot).status == "rejected"
+
+
+async def test_edit_opens_the_text_and_approves_the_edited_version(tmp_path: Path) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        await click(bot, "R1", EDIT_ACTION)
+        view = bot.slack.called("views.open")[-1]["view"]
+        assert view["blocks"][0]["element"]["initial_value"] == FIX
+
+        edited = "Full-time staff get 30 days a year since 2025."
+        await bot.send_interaction(view_submission(user="R1", view=view, text=edited))
+        await bot.settled()
+        row = correction(bot)
+        assert (row.status, row.text) == ("approved", edited)
+        assert edited in card_text(card(bot))
+
+
+async def test_an_approved_correction_is_cited_when_asked_in_other_words(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text(
+        "# Annual Leave\n\n## Allowance\n\nEveryone gets 25 days of leave a year.\n"
+    )
+    kb = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
+    kb.ingest([docs], progress=False)
+    async with bot_with(tmp_path, reviewing("R1", knowledge=kb)) as bot:
+        first = await ask(bot, "how many days of annual leave do I get?")
+        assert "Reviewed correction" not in json.dumps(first["blocks"])
+        await correct(bot, first, "Full-time staff get 30 days of annual leave a year.")
+        await click(bot, "R1", APPROVE_ACTION)
+        [dm] = bot.slack.called("chat.postMessage", channel=f"D{AUTHOR}")
+        assert "I already use it" in dm["text"]
+
+        again = await ask(bot, "what is the annual leave allowance for full-time staff?")
+        sources = next(b for b in again["blocks"] if b["type"] == "context")
+        assert "Reviewed correction #1" in json.dumps(sources)
+        prompt = bot.model.requests[-1]["messages"][0]["content"]
+        assert "30 days of annual leave" in prompt
