@@ -15,6 +15,7 @@ from teams_server import (
     CHANNEL,
     GROUP,
     PERSONAL,
+    TENANT,
     TeamsBot,
     channel_thread,
     group_chat,
@@ -85,7 +86,7 @@ async def test_personal_message_is_answered_as_a_reply_with_sources_and_feedback
         "How many days of leave do I get?",
         ADA.aad_id,
     )
-    assert question.channel == PERSONAL
+    assert (question.channel, question.workspace) == (PERSONAL, TENANT)
     [answer] = answers(bot)
     assert (answer.reply_channel, answer.reply_ref) == (PERSONAL, reply.id)
 

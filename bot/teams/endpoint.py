@@ -66,9 +66,12 @@ class TeamsEndpoint:
         except PermissionError as exc:
             log.warning("refused an unauthenticated activity on /api/messages: %s", exc)
             return _problem(401, "Unauthorized.")
-        except Exception:
+        except OSError:  # Microsoft's signing keys could not be fetched (requests' errors are OSErrors)
             log.exception("could not check the Authorization header of an activity")
             return _problem(503, "The request could not be authenticated right now.")
+        except Exception as exc:  # botbuilder trips over malformed tokens (KeyError and the like)
+            log.warning("refused an activity with a malformed token: %r", exc)
+            return _problem(401, "Unauthorized.")
 
         try:
             response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)

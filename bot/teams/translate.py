@@ -158,8 +158,22 @@ def is_question(activity: Any) -> bool:
     return not is_group(activity) or mentions_bot(activity)
 
 
+def tenant_of(activity: Any) -> str:
+    """The Microsoft 365 tenant. (botbuilder's schema spells the field `tenantID`, Teams `tenantId`,
+    so it is usually among the conversation's additional properties.)"""
+    conversation = activity.conversation
+    extra = getattr(conversation, "additional_properties", None) or {}
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = (
+        getattr(conversation, "tenant_id", None)
+        or extra.get("tenantId")
+        or (channel_data.get("tenant") or {}).get("id")
+    )
+    return str(tenant or "")
+
+
 def to_question(activity: Any) -> Question:
-    tenant = getattr(activity.conversation, "tenant_id", None) or ""
+    tenant = tenant_of(activity)
     return Question(
         text=plain_text(activity),
         platform=PLATFORM,
