@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from slack_server import FakeModel, FakePassage, make_deps, migrated_database, serving
 
+from bot.admin import AdminCommands
 from bot.server import build_app
 from bot.slack.records import Records
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -382,11 +383,15 @@ async def running_teams_bot(
     *,
     model: FakeModel | None = None,
     admin: Admin | None = None,
+    admin_ids: list[str] | None = None,
     app_id: str = "",
     app_password: str = "",
 ) -> AsyncIterator[TeamsBot]:
+    """`admin_ids`: run the real admin commands for these users (or hand in `admin`)."""
     model = model or FakeModel()
     database = migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
+    if admin_ids is not None:
+        admin = AdminCommands(database, admins=admin_ids)
     async with ConnectorServer() as connector:
         deps = teams_deps(database, model, admin=admin, app_id=app_id)
         endpoint = TeamsEndpoint(deps, app_password=app_password)
