@@ -386,10 +386,13 @@ async def running_teams_bot(
     admin_ids: list[str] | None = None,
     app_id: str = "",
     app_password: str = "",
+    database: Database | None = None,
 ) -> AsyncIterator[TeamsBot]:
-    """`admin_ids`: run the real admin commands for these users (or hand in `admin`)."""
+    """`admin_ids`: run the real admin commands for these users (or hand in `admin`). `database`: a
+    migrated store to use (the `database` fixture's); by default a new SQLite file."""
     model = model or FakeModel()
-    database = migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
+    own_database = database is None
+    database = database or migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
     if admin_ids is not None:
         admin = AdminCommands(database, admins=admin_ids)
     async with ConnectorServer() as connector:
@@ -403,4 +406,5 @@ async def running_teams_bot(
             yield bot
             await bot.settled()
         await deps.pipeline.client.aclose()
-    database.dispose()
+    if own_database:
+        database.dispose()
