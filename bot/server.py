@@ -118,7 +118,7 @@ def _socket_mode(slack: AsyncApp, app_token: str) -> CleanupContext:
 
 async def application(settings: Settings) -> web.Application:
     """The real collaborators, built from settings inside the server's event loop."""
-    from chatbot.wiring import build_pipeline, open_database, open_knowledge, review_desk
+    from chatbot.wiring import admin_commands, build_pipeline, open_database, open_knowledge, review_desk
 
     bot_token = settings.slack_bot_token.get_secret_value()
     app_token = settings.slack_app_token.get_secret_value()
@@ -140,6 +140,7 @@ async def application(settings: Settings) -> web.Application:
     deps = Deps(
         pipeline=pipeline, records=Records(database), review=review, review_channel=settings.review_channel
     )
+    deps.admin = admin_commands(settings, database)
     slack, session = None, None
     if bot_token:
         session = aiohttp.ClientSession()  # one keep-alive pool for every Web API call

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from chatbot import cmd_feedback, cmd_knowledge, cmd_model, cmd_retrain
+from chatbot import cmd_feedback, cmd_knowledge, cmd_model, cmd_retrain, cmd_scheduler
 from chatbot.common import USER_ERRORS, load_settings, user_message
 from chatbot.wiring import SAMPLE_DIR, open_knowledge
 from feedback import migrate
@@ -95,3 +95,4 @@ main.add_command(cmd_knowledge.evaluate)
 main.add_command(cmd_feedback.feedback)
 main.add_command(cmd_feedback.adapters)  # with promote/rollback/reconcile from cmd_retrain
 main.add_command(cmd_retrain.retrain_command)
+main.add_command(cmd_scheduler.scheduler)

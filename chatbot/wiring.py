@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.admin import AdminCommands
 from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
@@ -96,3 +97,21 @@ def review_desk(
         review_policy(settings),
         knowledge=knowledge or open_knowledge(settings),
     )
+
+
+def admin_commands(settings: Settings, database: Database) -> AdminCommands | None:
+    """`/chatbot retrain|status|rollback|adapters` for ADMIN_USERS; None when there are none.
+    A rollback also loads the previous adapter in the model server before the pointer moves."""
+    if not settings.admin_users:
+        return None
+
+    def rollback(actor: str) -> None:
+        from model_server.client import ModelClient
+        from retrain.promote import rollback as roll_back
+
+        with ModelClient(settings.model_server_url) as client:
+            roll_back(
+                database, client, actor=actor, keep=settings.keep_loaded_adapters, reason="/chatbot rollback"
+            )
+
+    return AdminCommands(database, admins=settings.admin_users, rollback=rollback)

@@ -20,6 +20,7 @@ no arguments and work with the `Jobs` this process installed with `build_schedul
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -187,6 +188,8 @@ def failure_reason(exc: BaseException) -> str:
     """One line an admin can act on; the traceback stays in the log."""
     if isinstance(exc, RetrainError | ModelServerError | FeedbackError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "The disk is full; free some space and queue the run again."
     return f"Unexpected error ({type(exc).__name__}); the scheduler's log has the traceback."
 
 

@@ -68,6 +68,9 @@ class SlackServer:
         self.calls: list[Call] = []
         self.messages: dict[str, list[Payload]] = {}
         self.socket_acks: list[Payload] = []
+        self.uploads: dict[str, bytes] = {}  # file id -> the bytes POSTed to its upload URL
+        self.files: dict[str, Payload] = {}  # file id -> the file as files.completeUploadExternal shared it
+        self.responses: list[Payload] = []  # what was POSTed to slash commands' response_url
         self._rate_limited: dict[str, int] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._clock = itertools.count(1)
@@ -75,6 +78,8 @@ class SlackServer:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/commands/{path:.*}", self._respond)
         self.app = app
 
     async def __aenter__(self) -> SlackServer:
@@ -205,6 +210,8 @@ class SlackServer:
             "assistant.threads.setSuggestedPrompts": ok,
             "reactions.add": ok,
             "reactions.remove": ok,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
 
     def _auth_test(self, _: Payload) -> Payload:
@@ -283,6 +290,37 @@ class SlackServer:
         if not args.get("trigger_id") or not args.get("view"):
             return {"ok": False, "error": "invalid_arguments"}
         return {"ok": True, "view": {"id": f"V{next(_ids):08d}", "team_id": TEAM, **args["view"]}}
+
+    def _upload_url(self, args: Payload) -> Payload:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(_ids):08d}"
+        self.files[file_id] = {"id": file_id, "name": args["filename"], "size": int(args["length"])}
+        upload_url = f"http://127.0.0.1:{self.port}/upload/{file_id}"
+        return {"ok": True, "upload_url": upload_url, "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        if file_id not in self.files:
+            return web.Response(status=404, text="Not Found")
+        self.uploads[file_id] = await request.read()
+        return web.Response(text=f"OK - {len(self.uploads[file_id])}")
+
+    def _complete_upload(self, args: Payload) -> Payload:
+        wanted = json.loads(args.get("files") or "[]")
+        if not wanted or any(f.get("id") not in self.uploads for f in wanted):
+            return {"ok": False, "error": "file_not_found" if wanted else "invalid_arguments"}
+        shared = []
+        for f in wanted:
+            file = self.files[f["id"]]
+            file.update(title=f.get("title") or file["name"], channels=[args.get("channel_id")])
+            file.update(initial_comment=args.get("initial_comment"))
+            shared.append(file)
+        return {"ok": True, "files": shared}
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
 
     def _connections_open(self, _: Payload) -> Payload:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={uuid.uuid4()}"}
@@ -542,7 +580,8 @@ class Bot:
             "command": command,
             "text": text,
             "api_app_id": APP_ID,
-            "response_url": f"https://hooks.slack.com/commands/{TEAM}/1/abc",
+            # Slack's is https://hooks.slack.com/commands/...; here the local server takes the replies.
+            "response_url": f"http://127.0.0.1:{self.slack.port}/commands/{TEAM}/1/abc",
             "trigger_id": f"{next(_ids)}.{TEAM}.{uuid.uuid4().hex}",
         }
         return await self.post_signed(urlencode(form), content_type="application/x-www-form-urlencoded")

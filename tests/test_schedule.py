@@ -82,6 +82,12 @@ def test_a_failing_retrain_is_recorded_and_the_next_one_still_runs(database: Dat
     assert reported == [(first, "failed"), (second, "promoted")]
 
 
+def test_a_full_disk_is_named(database: Database) -> None:
+    _queue(database, 1)
+    [run] = Jobs(database, FakeRetrain(database, fail=OSError(28, "No space left on device"))).run_queued()
+    assert (run.status, run.error) == ("failed", "The disk is full; free some space and queue the run again.")
+
+
 def test_a_retrain_error_keeps_its_reason(database: Database) -> None:
     [run_id] = _queue(database, 1)
     retrain = FakeRetrain(database, fail=TrainingFailed("The loss became NaN at step 3."))
@@ -229,3 +235,17 @@ def test_cron_weekdays_count_from_sunday_as_in_crontab(expr: str, weekday: int) 
 def test_a_bad_cron_line_is_refused_with_the_reason(expr: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cron_trigger(expr)
+
+
+def test_a_run_interrupted_by_a_stop_is_recorded_failed(database: Database) -> None:
+    [run_id] = _queue(database, 1)
+    jobs = Jobs(database, FakeRetrain(database, seconds=1.0))
+    worker = threading.Thread(target=jobs.run_queued)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not jobs.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert jobs.interrupt("The scheduler was stopped during the run.") == [run_id]
+    worker.join()
+    [run] = _runs(database)
+    assert (run.status, run.error) == ("failed", "The scheduler was stopped during the run.")

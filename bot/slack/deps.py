@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from bot.admin import AdminCommands
 from bot.curation import ReviewDesk
 from bot.pipeline import Pipeline
 from bot.slack.inflight import Inflight
@@ -23,6 +24,7 @@ class Deps:
     records: Records
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_ANSWERS))
+    admin: AdminCommands | None = None  # `/chatbot retrain|status|rollback|adapters`; None: not offered
     # Corrections go to reviewers through this; without it they are only stored.
     review: ReviewDesk | None = None
     review_channel: str = ""  # where review cards are posted; empty: not posted

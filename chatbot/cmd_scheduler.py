@@ -1,0 +1,116 @@
+"""`chatbot scheduler`: retrains on RETRAIN_CRON and the ones admins queue, one at a time; results to
+ADMIN_CHANNEL. Run one or several (they share the database); stop with SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from chatbot.common import load_settings
+from chatbot.settings import Settings, SettingsError
+from chatbot.wiring import open_database
+from feedback import migrate
+from feedback.db import Database
+from feedback.models import RetrainRun
+from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
+
+if TYPE_CHECKING:
+    from retrain.job import RetrainOutcome
+
+log = logging.getLogger("chatbot.scheduler")
+
+INTERRUPTED = "The scheduler was stopped during the run; the active adapter kept serving. Queue it again."
+
+
+class _Retrainer:
+    """Builds the retrain job (base model, configuration) on the first run, so the scheduler
+    starts at once and a process that never trains never loads a model."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings, self.database = settings, database
+
+    def __call__(self, *, run_id: int) -> RetrainOutcome:
+        from chatbot.cmd_retrain import retrainer
+
+        return retrainer(self.settings, database=self.database)(run_id=run_id)
+
+
+def admin_channel(settings: Settings) -> Notify | None:
+    token = settings.slack_bot_token.get_secret_value()
+    if not (token and settings.admin_channel):
+        log.warning("ADMIN_CHANNEL or SLACK_BOT_TOKEN is not set: retrain results are only logged")
+        return None
+    from bot.slack.admin_channel import AdminChannel, sync_web_client
+
+    return AdminChannel(
+        sync_web_client(bot_token=token, api_url=settings.slack_api_url), settings.admin_channel
+    )
+
+
+def _log_result(run: RetrainRun, _: object) -> None:
+    log.info("retrain run #%s %s %s", run.id, run.status, run.error or run.decision or "")
+
+
+@click.command("scheduler")
+@click.option(
+    "--poll-seconds",
+    type=float,
+    default=POLL_SECONDS,
+    show_default=True,
+    help="How often to look for queued runs.",
+)
+def scheduler(poll_seconds: float) -> None:
+    """Run scheduled and admin-queued retrains (one at a time across processes) and housekeeping."""
+    settings = load_settings()
+    try:
+        cron_trigger(settings.retrain_cron)
+    except ValueError as exc:
+        raise SettingsError(
+            f"RETRAIN_CRON={settings.retrain_cron!r} is not usable: {exc}. "
+            "Use a crontab line, e.g. '0 3 * * *' for 03:00 every day."
+        ) from None
+    database = open_database(settings)  # creates DATA_DIR for a new SQLite file
+    if migrate.current(settings.sqlalchemy_url) != migrate.head():
+        raise SettingsError(
+            "The database schema is not up to date: run `chatbot setup` (or `chatbot db upgrade`)."
+        )
+
+    jobs = Jobs(
+        database,
+        _Retrainer(settings, database),
+        notify=admin_channel(settings) or _log_result,
+        min_examples=settings.retrain_min_examples,
+    )
+    runner = build_scheduler(jobs, cron=settings.retrain_cron, poll_seconds=poll_seconds)
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "scheduler: retrain on %r with %d new examples, queued runs every %gs",
+        settings.retrain_cron,
+        settings.retrain_min_examples,
+        poll_seconds,
+    )
+    try:
+        runner.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        interrupted = jobs.interrupt(INTERRUPTED)
+        if runner.running:
+            runner.shutdown(wait=False)
+        database.dispose()
+    if interrupted:
+        # Training cannot be stopped from outside its thread, and it must not promote anything
+        # after its run was recorded as failed: leave now.
+        log.warning("scheduler stopped during retrain run(s) %s; recorded as failed", interrupted)
+        logging.shutdown()
+        os._exit(1)
+    log.info("scheduler stopped")
