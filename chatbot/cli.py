@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from chatbot import cmd_feedback, cmd_knowledge, cmd_model, cmd_retrain, cmd_scheduler
+from chatbot import cmd_feedback, cmd_knowledge, cmd_model, cmd_retrain, cmd_review, cmd_scheduler
 from chatbot.common import USER_ERRORS, load_settings, user_message
 from chatbot.wiring import SAMPLE_DIR, open_knowledge
 from feedback import migrate
@@ -68,8 +68,10 @@ def setup() -> None:
     model_dir = prepare_base_model(settings.data_dir, settings.base_model)
     click.echo(f"Base model ready in {model_dir}.")
     if settings.sample_knowledge:
-        report = open_knowledge(settings).ingest([SAMPLE_DIR / "docs"])
+        knowledge = open_knowledge(settings)
+        report = knowledge.ingest([SAMPLE_DIR / "docs"])
         click.echo(f"Sample knowledge base: {report.summary()}")
+        cmd_review.recheck_after_ingest(settings, knowledge, report.changed_ids)
 
 
 @main.command("settings")
@@ -93,6 +95,7 @@ main.add_command(cmd_knowledge.ingest)
 main.add_command(cmd_knowledge.ask)
 main.add_command(cmd_knowledge.evaluate)
 main.add_command(cmd_feedback.feedback)
+main.add_command(cmd_review.review)
 main.add_command(cmd_feedback.adapters)  # with promote/rollback/reconcile from cmd_retrain
 main.add_command(cmd_retrain.retrain_command)
 main.add_command(cmd_scheduler.scheduler)

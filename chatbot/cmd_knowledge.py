@@ -15,6 +15,7 @@ import click
 from bot.errors import BotError
 from bot.knowledge.evaluate import load_questions, recall
 from bot.pipeline import Question
+from chatbot.cmd_review import recheck_after_ingest
 from chatbot.common import load_settings
 from chatbot.wiring import build_pipeline, open_knowledge
 from retrain.evaluate import score_answers
@@ -24,8 +25,11 @@ from retrain.evaluate import score_answers
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def ingest(paths: tuple[Path, ...]) -> None:
     """Add or update documents (Markdown, reStructuredText, HTML, text, PDF; files or folders)."""
-    report = open_knowledge(load_settings()).ingest(paths)
+    settings = load_settings()
+    knowledge = open_knowledge(settings)
+    report = knowledge.ingest(paths)
     click.echo(report.summary())
+    recheck_after_ingest(settings, knowledge, report.changed_ids)
 
 
 @click.command("ask")
