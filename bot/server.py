@@ -183,6 +183,7 @@ def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint 
         pipeline=deps.pipeline,
         records=Records(database, platform="teams"),
         app_id=app_id,
+        admin=deps.admin,  # the same admin commands as Slack's /chatbot; None without ADMIN_USERS
         inflight=deps.inflight,
         answering=deps.answering,
     )

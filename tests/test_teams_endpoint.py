@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from teams_server import TeamsBot, message, running_teams_bot
 
+from bot.admin import AdminCommands
 from bot.server import _teams
 from bot.slack import Deps, Records
 from chatbot.settings import Settings, SettingsError
@@ -101,8 +102,10 @@ def test_teams_is_off_in_production_without_an_app_id(tmp_path: Path) -> None:
 
 async def test_teams_is_on_in_development_without_auth_and_with_it_given_an_app_id(tmp_path: Path) -> None:
     deps, database = _deps(tmp_path)
+    deps.admin = AdminCommands(database, admins=["6a7b8c9d-0000-4e1f-8a2b-3c4d5e6f7a8b"])
     emulator = _teams(Settings(), deps, database)
     assert emulator is not None and not emulator.authenticated
+    assert emulator.deps.admin is deps.admin  # the same admin commands as Slack's
     teams = _teams(
         Settings(environment="production", microsoft_app_id=APP_ID, microsoft_app_password="s3cret-value"),
         deps,
