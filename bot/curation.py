@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.errors import NotAReviewer
@@ -78,6 +79,11 @@ class Outcome:
     indexed: bool  # it is now knowledge the bot answers from
 
 
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def correction_source(correction_id: int) -> str:
     return f"{CORRECTION_SOURCE}{correction_id}"
 
@@ -110,6 +116,17 @@ class ReviewDesk:
     def case(self, correction_id: int) -> ReviewCase | None:
         with self.database.reader() as session:
             return queries.review_case(session, correction_id)
+
+    def without_card(self, *, older_than: timedelta = timedelta(seconds=30)) -> list[ReviewCase]:
+        """Pending corrections that have no review card yet: submitted on another platform or sent
+        back for review by another process (a just-submitted one gets its card from its submitter)."""
+        cutoff = utcnow() - older_than
+        return [
+            case
+            for case in self.queue()
+            if case.correction.card_ref is None
+            and (case.correction.stale_reason is not None or _aware(case.correction.created_at) < cutoff)
+        ]
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ builds the real ones from settings and runs until SIGINT/SIGTERM, letting answer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -22,6 +24,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import Deps, Inflight, Records, build_slack_app
+from bot.slack.listeners.review import post_missing_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 SLACK_MODE = web.AppKey("slack_mode", str)
 INFLIGHT = web.AppKey("inflight", Inflight)
 DRAIN_SECONDS = 30.0
+REVIEW_CARDS_SECONDS = 30.0
 # auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
 BAD_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
@@ -153,6 +157,8 @@ async def application(settings: Settings) -> web.Application:
         )
     teams = _teams(settings, deps, database)
     app = build_app(slack=slack, teams=teams, inflight=deps.inflight, socket_mode_token=app_token)
+    if slack is not None and settings.review_channel:
+        app.cleanup_ctx.append(_review_cards(slack, deps))
 
     async def close(_: web.Application) -> None:
         if session is not None:
@@ -188,6 +194,27 @@ def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint 
         answering=deps.answering,
     )
     return TeamsEndpoint(teams_deps, app_password=password, tenant_id=settings.microsoft_app_tenant_id)
+
+
+def _review_cards(slack: AsyncApp, deps: Deps, every: float = REVIEW_CARDS_SECONDS) -> CleanupContext:
+    """Every `every` seconds, post review cards that no listener posted (see `post_missing_cards`)."""
+
+    async def sweeping(_: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await post_missing_cards(deps, slack.client)
+                except Exception:
+                    log.exception("posting review cards failed; trying again later")
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return sweeping
 
 
 def serve(settings: Settings) -> None:

@@ -268,6 +268,7 @@ def reopen_correction(session: Session, *, correction_id: int, reason: str) -> C
     correction.status, correction.decided_at = "pending", None
     correction.review_round += 1
     correction.stale_reason = reason.strip()
+    correction.card_channel = correction.card_ref = None  # the old card shows the old round
     session.add(correction)
     session.commit()
     return correction

@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from slack_server import Bot, block_actions, mention, running_bot, view_submission
+from slack_server import BOT_TOKEN, Bot, block_actions, mention, running_bot, view_submission
 from sqlmodel import select
 
 from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.slack import Deps
+from bot.slack.app import web_client
+from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION
+from feedback import store
 from feedback.models import Correction, Review
 
 REVIEW = "CREVIEW"
@@ -232,3 +236,34 @@ async def test_an_approved_correction_is_cited_when_asked_in_other_words(tmp_pat
         assert "Reviewed correction #1" in json.dumps(sources)
         prompt = bot.model.requests[-1]["messages"][0]["content"]
         assert "30 days of annual leave" in prompt
+
+
+async def test_corrections_from_elsewhere_get_their_card_from_the_bot(tmp_path: Path) -> None:
+    """A correction proposed in Teams, or sent back for review by `chatbot ingest`, has no card yet:
+    the bot posts one (it sweeps every 30 s); decisions taken in `chatbot review` reach the card
+    the next time someone clicks it."""
+    async with bot_with(tmp_path, reviewing("R1", "R2", k=2)) as bot:
+        answer = await ask(bot)
+        answer_id = answer["metadata"]["event_payload"]["answer_id"]
+        desk = bot.deps.review
+        assert desk is not None
+        case = desk.submit(answer_id=answer_id, author="29:teams-user", text=FIX)  # as Teams does
+        client = web_client(bot_token=BOT_TOKEN, api_url=bot.slack.api_url)
+        assert await post_missing_cards(bot.deps, client) == 0  # just proposed: its submitter posts it
+        assert await post_missing_cards(bot.deps, client, older_than=timedelta(0)) == 1
+        assert await post_missing_cards(bot.deps, client, older_than=timedelta(0)) == 0
+        assert FIX in card_text(card(bot))
+
+        desk.decide(case.correction.id or 0, reviewer="R1", decision="approve")  # from a terminal
+        desk.decide(case.correction.id or 0, reviewer="R2", decision="approve")
+        await click(bot, "R1", APPROVE_ACTION)  # the card still shows the buttons
+        [note] = bot.slack.called("chat.postEphemeral", user="R1")
+        assert "already approved" in note["text"]
+        assert "Approved" in card_text(card(bot)) and buttons(card(bot)) == {}
+
+        with bot.database.writer() as session:
+            store.reopen_correction(
+                session, correction_id=case.correction.id or 0, reason="The page changed."
+            )
+        assert await post_missing_cards(bot.deps, client) == 1  # back for review: a fresh card at once
+        assert "Back for review" in card_text(card(bot)) and APPROVE_ACTION in buttons(card(bot))

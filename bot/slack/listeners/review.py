@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -121,6 +122,9 @@ async def _record(
     except FeedbackError as exc:  # decided already, or this reviewer voted already: say so
         log.info("review of correction %s by %s refused: %s", correction_id, user, exc)
         await tell(client, channel=channel, user=user, thread_ts="", text=str(exc))
+        case = await asyncio.to_thread(desk.case, correction_id)
+        if case is not None:  # it may have been decided elsewhere (`chatbot review`): show that
+            await update_card(deps, client, case)
         return
     await update_card(deps, client, outcome.case)
     if outcome.decided:
@@ -145,6 +149,19 @@ async def post_card(deps: Deps, client: AsyncWebClient, case: ReviewCase) -> Non
     await asyncio.to_thread(
         deps.review.set_card, case.correction.id or 0, channel=str(posted["channel"]), ref=str(posted["ts"])
     )
+
+
+async def post_missing_cards(
+    deps: Deps, client: AsyncWebClient, *, older_than: timedelta = timedelta(seconds=30)
+) -> int:
+    """Cards for pending corrections that have none: proposed on another platform (Teams), or sent
+    back for review by another process (`chatbot ingest`). The bot runs this every little while."""
+    if deps.review is None or not deps.review_channel:
+        return 0
+    cases = await asyncio.to_thread(deps.review.without_card, older_than=older_than)
+    for case in cases:
+        await post_card(deps, client, case)
+    return len(cases)
 
 
 async def update_card(deps: Deps, client: AsyncWebClient, case: ReviewCase) -> None:
