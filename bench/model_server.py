@@ -102,7 +102,10 @@ async def load_levels(url: str, levels: list[int], max_tokens: int, rounds: int)
 
 
 async def streamed(http: httpx.AsyncClient, model: str, max_tokens: int) -> tuple[float, str]:
-    """One streamed request: seconds to its first token, and the model named in the chunks."""
+    """One streamed request: seconds to its first content token, and the model named in the chunks.
+
+    Servers may send a role-only chunk before any token exists (the embedded engine does, at once),
+    so the clock stops at the first chunk that carries text."""
     payload = {
         "model": model,
         "messages": QUESTION,
@@ -117,8 +120,11 @@ async def streamed(http: httpx.AsyncClient, model: str, max_tokens: int) -> tupl
             await response.aread()
             raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
         async for line in response.aiter_lines():
-            if line.startswith("data: {") and not first:
-                first, answered_by = time.perf_counter() - started, json.loads(line[6:]).get("model", "")
+            if not line.startswith("data: {") or first:
+                continue
+            chunk = json.loads(line[6:])
+            if any((choice.get("delta") or {}).get("content") for choice in chunk.get("choices", [])):
+                first, answered_by = time.perf_counter() - started, chunk.get("model", "")
     return first, answered_by
 
 
