@@ -177,7 +177,7 @@ class _Job:
             "hash": data.hash,
             "counts": data.counts(),
             "dropped": dict(data.dropped),
-            "feedback_range": {**data.feedback_range, **high_water},
+            "feedback_range": {**high_water, **data.feedback_range},
         }
         self.figures["live"] = {"adapter": live.name if live else None}
         train, validation = data.split("train"), data.split("validation")
