@@ -45,12 +45,11 @@ def client(engine_url: str) -> Iterator[ModelClient]:
         yield c
 
 
-def _example(
-    i: int, kind: str, split: str, completion: str = "Staff get 27 days of leave a year."
-) -> Example:
+def _example(i: int, kind: str, split: str) -> Example:
     question = {"role": "user", "content": f"How many leave days do I get? ({kind} {i})"}
+    answer = "Staff get 27 days of leave a year."
     return Example(
-        id=f"{kind}:{split}:{i}", kind=kind, prompt=[SYSTEM, question], completion=completion, split=split
+        id=f"{kind}:{split}:{i}", kind=kind, prompt=[SYSTEM, question], completion=answer, split=split
     )
 
 
@@ -207,9 +206,8 @@ def test_a_failure_mid_training_leaves_the_live_adapter_active(
     with database.reader() as session:
         assert [a.name for a in queries.list_adapters(session)] == [live]
     # the slot is free again: the next run can start
-    assert run_retrain(
-        config, database, client, run_id=_queue(database), dataset=lambda: Dataset([])
-    ).status == ("skipped")
+    after = run_retrain(config, database, client, run_id=_queue(database), dataset=lambda: Dataset([]))
+    assert after.status == "skipped"
 
 
 def test_a_model_server_that_is_gone_fails_the_run_before_training(
