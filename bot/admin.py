@@ -83,6 +83,18 @@ class AdminCommands:
         # The store is synchronous; keep the event loop free for other users meanwhile.
         return await asyncio.to_thread(work, user_id)
 
+    # --- for callers that checked the admin themselves (the console's ADMIN_TOKEN login) ---------
+
+    async def retrain_now(self, actor: str) -> AdminReply:
+        """Queue a retrain requested by `actor`, like `retrain`, without the ADMIN_USERS check."""
+        log.info("retrain queued by %s", actor)
+        return await asyncio.to_thread(self._retrain, actor)
+
+    async def roll_back(self, actor: str) -> AdminReply:
+        """Roll back for `actor`, like `rollback`, without the ADMIN_USERS check."""
+        log.info("rollback by %s", actor)
+        return await self._rollback_command(actor)
+
     # --- the commands ----------------------------------------------------------------------------
 
     def _retrain(self, user_id: str) -> AdminReply:
@@ -209,7 +221,7 @@ def run_summary(run: RetrainRun) -> str:
         lines.append(f"Reason: {run.error}")
     if run.decision:
         lines.append(f"Decision: {run.decision}")
-    flat = list(_flatten(run.metrics))
+    flat = list(flatten(run.metrics))
     if flat:
         lines.append("Figures:")
         lines += [f"• {name}: {figure(value)}" for name, value in flat[:MAX_FIGURES]]
@@ -218,12 +230,12 @@ def run_summary(run: RetrainRun) -> str:
     return "\n".join(lines)
 
 
-def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out += _flatten(value, f"{name}.")
+            out += flatten(value, f"{name}.")
         elif not isinstance(value, list):  # per-step series (the loss curve) are drawn, not listed
             out.append((name, value))
     return out

@@ -76,6 +76,9 @@ class Answer:
     answer_id: int | None = None
 
 
+AnswerObserver = Callable[[Question, Answer | None, float], None]
+
+
 @dataclass
 class Pipeline:
     retriever: Retriever
@@ -88,11 +91,31 @@ class Pipeline:
     max_answer_tokens: int = 200
     k: int = 5
     style: PromptStyle = field(default_factory=PromptStyle)
+    # Told about every question answered (the answer) or not (None), with the seconds it took:
+    # metrics. An observer that raises is logged and never costs the asker their answer.
+    observers: list[AnswerObserver] = field(default_factory=list)
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
         if not question.text.strip():
             raise EmptyQuestion("empty question")
         started = time.perf_counter()
+        try:
+            answer = await self._answer(question, history, started)
+        except AnswerUnavailable:
+            self._observe(question, None, started)
+            raise
+        self._observe(question, answer, started)
+        return answer
+
+    def _observe(self, question: Question, answer: Answer | None, started: float) -> None:
+        seconds = time.perf_counter() - started
+        for observer in self.observers:
+            try:
+                observer(question, answer, seconds)
+            except Exception:
+                log.exception("an answer observer failed")
+
+    async def _answer(self, question: Question, history: Sequence[Turn], started: float) -> Answer:
         question_id = await self._record_question(question)
 
         passages = await asyncio.to_thread(self.retriever.search, question.text, self.k)

@@ -1,6 +1,8 @@
 """The bot process's web server, on `PORT`.
 
     GET  /healthz       liveness, and which Slack mode is on
+    GET  /metrics       Prometheus metrics (bot.metrics)
+    GET  /, /console/   the browser console (bot.console): chat, review, model, quality
     POST /slack/events  Slack's Events API and interactivity (HTTP mode)
     POST /api/messages  Microsoft Teams (Bot Framework), when Teams is on
 
@@ -23,6 +25,8 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot import console as web_console
+from bot.metrics import BotMetrics
 from bot.slack import Deps, Inflight, Records, build_slack_app
 from bot.slack.listeners.review import post_missing_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -49,12 +53,18 @@ def build_app(
     inflight: Inflight | None = None,
     socket_mode_token: str = "",
     drain_seconds: float = DRAIN_SECONDS,
+    metrics: BotMetrics | None = None,
+    console: web_console.ConsoleDeps | None = None,
 ) -> web.Application:
     app = web.Application()
     inflight = Inflight() if inflight is None else inflight
     app[INFLIGHT] = inflight
     app[SLACK_MODE] = "off" if slack is None else "socket" if socket_mode_token else "http"
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics.handle)
+    if console is not None:
+        web_console.install(app, console)
     if slack is not None:
         app.on_startup.append(_check_slack_token(slack))
         if socket_mode_token:
@@ -122,7 +132,14 @@ def _socket_mode(slack: AsyncApp, app_token: str) -> CleanupContext:
 
 async def application(settings: Settings) -> web.Application:
     """The real collaborators, built from settings inside the server's event loop."""
-    from chatbot.wiring import admin_commands, build_pipeline, open_database, open_knowledge, review_desk
+    from chatbot.wiring import (
+        admin_actions,
+        admin_commands,
+        build_pipeline,
+        open_database,
+        open_knowledge,
+        review_desk,
+    )
 
     bot_token = settings.slack_bot_token.get_secret_value()
     app_token = settings.slack_app_token.get_secret_value()
@@ -145,6 +162,19 @@ async def application(settings: Settings) -> web.Application:
         pipeline=pipeline, records=Records(database), review=review, review_channel=settings.review_channel
     )
     deps.admin = admin_commands(settings, database)
+    metrics = BotMetrics(database, base_name=settings.served_model_name)
+    pipeline.observers.append(metrics.observe_answer)
+    console = web_console.ConsoleDeps(
+        pipeline=pipeline,
+        database=database,
+        records=Records(database, platform=web_console.PLATFORM),
+        review=review,
+        admin=admin_actions(settings, database),
+        admin_token=settings.admin_token.get_secret_value(),
+        chat_open=settings.console_chat_open,
+        inflight=deps.inflight,
+        answering=deps.answering,
+    )
     slack, session = None, None
     if bot_token:
         session = aiohttp.ClientSession()  # one keep-alive pool for every Web API call
@@ -156,7 +186,14 @@ async def application(settings: Settings) -> web.Application:
             session=session,
         )
     teams = _teams(settings, deps, database)
-    app = build_app(slack=slack, teams=teams, inflight=deps.inflight, socket_mode_token=app_token)
+    app = build_app(
+        slack=slack,
+        teams=teams,
+        inflight=deps.inflight,
+        socket_mode_token=app_token,
+        metrics=metrics,
+        console=console,
+    )
     if slack is not None and settings.review_channel:
         app.cleanup_ctx.append(_review_cards(slack, deps))
 

@@ -1,5 +1,7 @@
 """`chatbot scheduler`: retrains on RETRAIN_CRON and the ones admins queue, one at a time; results to
-ADMIN_CHANNEL. Run one or several (they share the database); stop with SIGINT or SIGTERM."""
+ADMIN_CHANNEL; `/healthz` and `/metrics` on SCHEDULER_PORT (`chatbot.scheduler_monitor`). Run one or
+several (they share the database; give each on one host its own SCHEDULER_PORT); stop with SIGINT or
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from chatbot.common import load_settings
+from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
 from chatbot.settings import Settings, SettingsError
 from chatbot.wiring import open_database
 from feedback import migrate
@@ -80,13 +83,21 @@ def scheduler(poll_seconds: float) -> None:
             "The database schema is not up to date: run `chatbot setup` (or `chatbot db upgrade`)."
         )
 
+    metrics = SchedulerMetrics()
     jobs = Jobs(
         database,
         _Retrainer(settings, database),
-        notify=admin_channel(settings) or _log_result,
+        notify=metrics.counting(admin_channel(settings) or _log_result),
         min_examples=settings.retrain_min_examples,
     )
     runner = build_scheduler(jobs, cron=settings.retrain_cron, poll_seconds=poll_seconds)
+
+    metrics.running.set_function(lambda: len(jobs.running))
+
+    def health() -> dict[str, object]:
+        return {"status": "ok" if runner.running else "stopped", "running_runs": sorted(jobs.running)}
+
+    monitor = start_monitor(metrics, health, port=settings.scheduler_port)
 
     def stop(signum: int, _: FrameType | None) -> None:
         raise SystemExit(128 + signum)
@@ -106,6 +117,8 @@ def scheduler(poll_seconds: float) -> None:
         interrupted = jobs.interrupt(INTERRUPTED)
         if runner.running:
             runner.shutdown(wait=False)
+        if monitor is not None:
+            monitor.close()
         database.dispose()
     if interrupted:
         # Training cannot be stopped from outside its thread, and it must not promote anything

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         description="Comma-separated user ids whose messages never become training data.",
     )
     admin_token: SecretStr = Field(SecretStr(""), description="Token for the browser console's admin pages.")
+    console_chat_open: bool = Field(
+        False, description="Open the console's chat to everyone who reaches PORT, not only this machine."
+    )
+    scheduler_port: int = Field(
+        3100, ge=0, le=65535, description="The scheduler's HTTP port (/healthz, /metrics); 0 turns it off."
+    )
     retrain_cron: str = Field("0 3 * * *", description="Crontab expression for scheduled retrains.")
 
     reviewers: Annotated[list[str], NoDecode] = Field(

@@ -104,6 +104,12 @@ def admin_commands(settings: Settings, database: Database) -> AdminCommands | No
     A rollback also loads the previous adapter in the model server before the pointer moves."""
     if not settings.admin_users:
         return None
+    return admin_actions(settings, database)
+
+
+def admin_actions(settings: Settings, database: Database) -> AdminCommands:
+    """The same commands for callers that vouch for the admin themselves (the browser console,
+    whose admins sign in with ADMIN_TOKEN): `retrain_now`, `roll_back`."""
 
     def rollback(actor: str) -> None:
         from model_server.client import ModelClient

@@ -283,3 +283,51 @@ def _cases(session: Session, rows: list[tuple[Correction, Answer, Question]]) ->
         )
         for c, a, q in rows
     ]
+
+
+# --- quality, for the console's charts and the bot's metrics -----------------------------------
+
+
+def vote_totals(session: Session) -> tuple[int, int]:
+    """(thumbs up, thumbs down) stored now, every platform."""
+    up = func.sum(case((col(Vote.value) > 0, 1), else_=0))
+    down = func.sum(case((col(Vote.value) < 0, 1), else_=0))
+    u, d = session.exec(select(up, down)).one()
+    return int(u or 0), int(d or 0)
+
+
+def _day(column: object) -> str:
+    """A date as 'YYYY-MM-DD' whichever backend: SQLite's date() returns text, PostgreSQL's a date."""
+    return str(column)[:10]
+
+
+def votes_by_day(session: Session, *, since: datetime) -> list[tuple[str, int, int]]:
+    """(day, thumbs up, thumbs down) for the votes last cast or changed on each day since `since`,
+    oldest first; days without votes are left out."""
+    day = func.date(Vote.updated_at)
+    up = func.sum(case((col(Vote.value) > 0, 1), else_=0))
+    down = func.sum(case((col(Vote.value) < 0, 1), else_=0))
+    stmt = select(day, up, down).where(col(Vote.updated_at) >= since).group_by(day).order_by(day)
+    return [(_day(d), int(u), int(n)) for d, u, n in session.exec(stmt)]
+
+
+def answers_by_day(session: Session, *, since: datetime) -> list[tuple[str, int]]:
+    """(day, answers given) since `since`, oldest first; days without answers are left out."""
+    day = func.date(Answer.created_at)
+    stmt = select(day, func.count()).where(col(Answer.created_at) >= since).group_by(day).order_by(day)
+    return [(_day(d), int(n)) for d, n in session.exec(stmt)]
+
+
+def most_downvoted(session: Session, *, limit: int = 10) -> list[tuple[Question, Answer, int]]:
+    """The answers with the most 👎, with their question, most first (then the newest)."""
+    down = func.count().label("down")
+    stmt = (
+        select(Question, Answer, down)
+        .join(Vote, col(Vote.answer_id) == Answer.id)
+        .join(Question, col(Question.id) == Answer.question_id)
+        .where(col(Vote.value) < 0)
+        .group_by(col(Answer.id), col(Question.id))
+        .order_by(down.desc(), col(Answer.id).desc())
+        .limit(limit)
+    )
+    return [(q, a, int(n)) for q, a, n in session.exec(stmt)]

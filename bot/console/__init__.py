@@ -17,7 +17,8 @@ Routes (element ids / `data-testid`s in brackets are stable: the end-to-end test
                                                       [{"title","source","url","score"}], "adapter",
                                                       "confidence", "covered"}
                                       event: error   {"message"}   (a sentence for people, never a trace)
-    POST /console/api/vote          JSON {"answer_id", "value": 1 | -1 | 0 (withdraw), "user"?} -> {"ok", "value"}
+    POST /console/api/vote          JSON {"answer_id", "value": 1 | -1 | 0 (withdraw), "user"?}
+                                      -> {"ok", "value"}
     POST /console/api/correction    JSON {"answer_id", "text", "user"?} -> {"ok", "correction_id", "status"}
     GET  /console/login             admin login form [#login-form, #login-token, #login-name, #login-submit,
                                     [data-testid=login-error] after a wrong token]
@@ -55,3 +56,8 @@ Stored exactly like Slack's: the same pipeline records question and answer (plat
 through `Records.vote` / `withdraw` (source "console"), corrections through the review desk's
 `submit`; reviews through `ReviewDesk.decide`, retrain and rollback through `AdminCommands`.
 """
+
+from bot.console.app import install
+from bot.console.core import PLATFORM, Console, ConsoleDeps
+
+__all__ = ["PLATFORM", "Console", "ConsoleDeps", "install"]

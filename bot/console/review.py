@@ -1,0 +1,103 @@
+"""The review queue in the browser: the same `ReviewDesk` as Slack's cards and `chatbot review`.
+
+The signed-in admin decides as the name they gave at login; holding the admin token makes them a
+reviewer. After a decision the page reloads (POST, then redirect) with a notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from aiohttp import web
+
+from bot.console.core import admin_action, admin_name, admin_page, console_of
+from bot.curation import Outcome
+from bot.errors import BotError
+from feedback.errors import FeedbackError
+
+log = logging.getLogger(__name__)
+
+NOTICES = {
+    "approved": "Correction #{id} approved. It is in the knowledge base now.",
+    "approved-not-indexed": "Correction #{id} approved.",
+    "rejected": "Correction #{id} rejected; the reason is kept.",
+    "counted": "Approval recorded: correction #{id} waits for more reviewers.",
+}
+NO_REVIEW = "Reviews are not set up in this bot (it has no knowledge base to add corrections to)."
+DECISIONS = ("approve", "edit", "reject")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/console/review", review_page),
+        web.post(r"/console/review/{id:\d+}/{decision:approve|edit|reject}", decide),
+    ]
+
+
+@admin_page
+async def review_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+async def _page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+    console = console_of(request)
+    desk = console.deps.review
+    if desk is None:
+        return console.render(request, "message.html", status=503, title="Review", message=NO_REVIEW)
+    queue = await asyncio.to_thread(desk.queue)
+    notice = None
+    kind, ident = request.query.get("done", ""), request.query.get("id", "")
+    if kind in NOTICES and ident.isdigit():
+        notice = NOTICES[kind].format(id=ident)
+    return console.render(
+        request,
+        "review.html",
+        status=status,
+        queue=queue,
+        required=desk.policy.approvals_required,
+        notice=notice,
+        error=error,
+    )
+
+
+@admin_action
+async def decide(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    name = admin_name(request)
+    desk = console.reviewer_desk(name)
+    if desk is None:
+        return console.render(request, "message.html", status=503, title="Review", message=NO_REVIEW)
+    correction_id = int(request.match_info["id"])
+    decision = request.match_info["decision"]
+    form = await request.post()
+    text = str(form.get("text", "")).strip()
+    reason = str(form.get("reason", "")).strip()
+    if decision == "edit" and not text:
+        return await _page(request, error="Write the corrected answer before approving the edit.", status=400)
+    if decision == "reject" and not reason:
+        return await _page(request, error="Say why it is rejected: the author is told.", status=400)
+    verdict = "reject" if decision == "reject" else "approve"
+    decide_it = functools.partial(
+        desk.decide,
+        correction_id,
+        reviewer=name,
+        decision=verdict,
+        reason=reason or None,
+        edited_text=text if decision == "edit" else None,
+    )
+    try:
+        outcome: Outcome = await asyncio.to_thread(decide_it)
+    except FeedbackError as exc:  # decided meanwhile, a second vote, an unknown id: said for people
+        log.info("console review of correction %s by %s refused: %s", correction_id, name, exc)
+        return await _page(request, error=str(exc), status=409)
+    except BotError as exc:
+        return await _page(request, error=exc.user_message, status=403)
+    log.info("correction %s: %s by %s in the console", correction_id, verdict, name)
+    status = outcome.case.correction.status
+    if status == "approved":
+        kind = "approved" if outcome.indexed else "approved-not-indexed"
+    else:
+        kind = "rejected" if status == "rejected" else "counted"
+    raise web.HTTPSeeOther(f"/console/review?done={kind}&id={correction_id}")

@@ -1,0 +1,105 @@
+"""The bot's real aiohttp app with the console and /metrics on a random local port, a fake model
+server behind `httpx.MockTransport`, a fake retriever, and the real store (`database` fixture)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from slack_server import FakeModel, make_deps, serving
+
+from bot.admin import AdminCommands
+from bot.console import ConsoleDeps
+from bot.curation import ReviewDesk, ReviewPolicy
+from bot.knowledge import HashingEmbedder, KnowledgeBase
+from bot.metrics import BotMetrics
+from bot.server import build_app
+from bot.slack import Records
+from feedback.db import Database
+
+TOKEN = "s3cret-console-token-for-tests"
+
+
+@dataclass
+class Console:
+    http: httpx.AsyncClient
+    deps: ConsoleDeps
+    model: FakeModel
+    database: Database
+    knowledge: KnowledgeBase
+
+    async def ask(
+        self, question: str, **extra: Any
+    ) -> tuple[httpx.Response, list[tuple[str, dict[str, Any]]]]:
+        """POST a question; the response and its server-sent events as (name, data)."""
+        response = await self.http.post("/console/api/ask", json={"question": question, **extra})
+        return response, parse_events(response.text) if response.status_code == 200 else []
+
+    async def answer(
+        self, question: str = "How many days of leave do I get?", **extra: Any
+    ) -> dict[str, Any]:
+        response, events = await self.ask(question, **extra)
+        assert response.status_code == 200, response.text
+        [answer] = [data for name, data in events if name == "answer"]
+        return answer
+
+    async def login(self, token: str = TOKEN, name: str = "ada") -> httpx.Response:
+        return await self.http.post(
+            "/console/login", data={"token": token, "name": name, "next": "/console/review"}
+        )
+
+    async def csrf(self, page: str = "/console/model") -> str:
+        html = (await self.http.get(page)).text
+        match = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+
+def parse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+@asynccontextmanager
+async def running_console(
+    database: Database,
+    tmp_path: Path,
+    *,
+    admin_token: str = TOKEN,
+    chat_open: bool = False,
+    reviewers: tuple[str, ...] = ("R1",),
+    approvals_required: int = 1,
+) -> AsyncIterator[Console]:
+    model = FakeModel()
+    slack_deps = make_deps(database, model)
+    knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
+    desk = ReviewDesk(
+        database,
+        ReviewPolicy.of(reviewers=reviewers, approvals_required=approvals_required),
+        knowledge=knowledge,
+    )
+    metrics = BotMetrics(database)
+    slack_deps.pipeline.observers.append(metrics.observe_answer)
+    deps = ConsoleDeps(
+        pipeline=slack_deps.pipeline,
+        database=database,
+        records=Records(database, platform="web"),
+        review=desk,
+        admin=AdminCommands(database, admins=()),
+        admin_token=admin_token,
+        chat_open=chat_open,
+        inflight=slack_deps.inflight,
+    )
+    app = build_app(inflight=slack_deps.inflight, metrics=metrics, console=deps)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        yield Console(http, deps, model, database, knowledge)
+    await slack_deps.pipeline.client.aclose()
