@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from slack_server import BOT_TOKEN, Bot, block_actions, mention, running_bot, view_submission
 from sqlmodel import select
 
@@ -267,3 +268,19 @@ async def test_corrections_from_elsewhere_get_their_card_from_the_bot(tmp_path: 
             )
         assert await post_missing_cards(bot.deps, client) == 1  # back for review: a fresh card at once
         assert "Back for review" in card_text(card(bot)) and APPROVE_ACTION in buttons(card(bot))
+
+
+@pytest.mark.parametrize("action_id", [APPROVE_ACTION, EDIT_ACTION])
+async def test_a_card_for_a_correction_that_is_gone_says_so(tmp_path: Path, action_id: str) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        message = card(bot)
+        gone = {
+            **message,
+            "blocks": json.loads(json.dumps(message["blocks"]).replace('"value": "1"', '"value": "999"')),
+        }
+        await click(bot, "R1", action_id, message=gone)
+        [note] = bot.slack.called("chat.postEphemeral", user="R1")
+        assert "There is no correction #999" in note["text"]
+        assert correction(bot).status == "pending" and reviews(bot) == []
+        assert len(bot.slack.called("views.open")) == 1  # only the author's correction modal

@@ -55,6 +55,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             else:
                 case = await asyncio.to_thread(desk.case, click.correction_id)
                 if case is None:
+                    gone = f"There is no correction #{click.correction_id} any more."
+                    await tell(client, channel=click.channel, user=click.user_id, thread_ts="", text=gone)
                     return
                 view = review_blocks.edit_modal(click, case.correction.text)
             # The trigger id expires 3 s after the click.
