@@ -26,6 +26,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot import console as web_console
+from bot.banner import SlackSignIn, banner
 from bot.metrics import BotMetrics
 from bot.slack import Deps, Inflight, Records, build_slack_app
 from bot.slack.listeners.review import post_missing_cards
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SLACK_MODE = web.AppKey("slack_mode", str)
 INFLIGHT = web.AppKey("inflight", Inflight)
+SLACK_SIGN_IN = web.AppKey("slack_sign_in", SlackSignIn)  # auth.test at start, for the banner
 DRAIN_SECONDS = 30.0
 REVIEW_CARDS_SECONDS = 30.0
 # auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
@@ -99,11 +101,12 @@ def _check_slack_token(slack: AsyncApp) -> Callable[[web.Application], Awaitable
     instead of failing on the first question. Slack being unreachable is only logged: Bolt asks
     again on the first event."""
 
-    async def check(_: web.Application) -> None:
+    async def check(app: web.Application) -> None:
         try:
             me = await slack.client.auth_test()
         except SlackApiError as exc:
             error = exc.response.get("error")
+            app[SLACK_SIGN_IN] = SlackSignIn(error=str(error))
             if error in BAD_TOKEN:
                 raise SettingsError(
                     f"Slack refused SLACK_BOT_TOKEN ({error}); copy the Bot User OAuth Token (xoxb-...) "
@@ -112,7 +115,9 @@ def _check_slack_token(slack: AsyncApp) -> Callable[[web.Application], Awaitable
             log.warning("Slack's auth.test failed (%s); carrying on", error)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("Slack's Web API is not reachable yet (%s); carrying on", exc)
+            app[SLACK_SIGN_IN] = SlackSignIn(error=str(exc) or type(exc).__name__)
         else:
+            app[SLACK_SIGN_IN] = SlackSignIn(team=str(me.get("team", "")), user=str(me.get("user", "")))
             log.info("Slack: signed in to %s as @%s", me.get("team"), me.get("user"))
 
     return check
@@ -255,11 +260,18 @@ def _review_cards(slack: AsyncApp, deps: Deps, every: float = REVIEW_CARDS_SECON
 
 
 def serve(settings: Settings) -> None:
-    """`chatbot bot`: serve on PORT until SIGINT or SIGTERM."""
+    """`chatbot bot`: serve on PORT until SIGINT or SIGTERM. Once it listens, it prints where the
+    console is and whether Slack and Teams are connected (`bot.banner`)."""
+    built: list[web.Application] = []
+
+    async def app() -> web.Application:
+        built.append(await application(settings))
+        return built[0]
+
+    def listening(_: str) -> None:
+        log.info("the bot listens on port %d", settings.port)
+        print(banner(settings, built[0].get(SLACK_SIGN_IN)), flush=True)
+
     web.run_app(
-        application(settings),
-        host="0.0.0.0",
-        port=settings.port,
-        shutdown_timeout=DRAIN_SECONDS + 5,
-        print=lambda _: log.info("the bot listens on port %d", settings.port),
+        app(), host="0.0.0.0", port=settings.port, shutdown_timeout=DRAIN_SECONDS + 5, print=listening
     )
