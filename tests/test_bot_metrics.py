@@ -3,12 +3,32 @@ corrections, and whose active-adapter gauge follows SQL (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import feedback_seed as seed
-from console_helpers import Console, running_console
+import httpx
+import pytest
+from console_helpers import TOKEN, Console, running_console
 from prometheus_client.parser import text_string_to_metric_families
+from slack_server import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeModel,
+    SlackServer,
+    event_callback,
+    make_deps,
+    mention,
+    serving,
+    signature_headers,
+)
 
+from bot.knowledge import HashingEmbedder, KnowledgeBase
+from bot.pipeline import Pipeline
+from bot.server import application
+from chatbot import wiring
+from chatbot.settings import Settings
+from feedback import migrate
 from feedback.db import Database
 
 
@@ -73,3 +93,44 @@ async def test_healthz_is_still_served(database: Database, tmp_path: Path) -> No
     async with running_console(database, tmp_path) as c:
         response = await c.http.get("/healthz")
         assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+async def test_the_bot_process_serves_console_and_metrics_and_counts_slack_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bot.server.application` wires the console, /metrics and the pipeline's observer together:
+    a question answered in Slack is counted, the console answers and its admin pages take the token."""
+    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    migrate.upgrade(db_url)
+    model = FakeModel()
+    monkeypatch.setattr(
+        wiring, "build_pipeline", lambda settings, *, database, knowledge: _pipeline(database, model)
+    )
+    monkeypatch.setattr(
+        wiring, "open_knowledge", lambda settings: KnowledgeBase.open(tmp_path / "i", HashingEmbedder())
+    )
+    async with SlackServer() as slack:
+        settings = Settings(
+            database_url=db_url,
+            slack_bot_token=BOT_TOKEN,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.api_url,
+            admin_token=TOKEN,
+        )
+        async with serving(await application(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+            body = json.dumps(event_callback(mention(slack.add_message("C1", "U1", "How much leave?"), "C1")))
+            headers = signature_headers(body, content_type="application/json")
+            assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
+            await slack.wait_for("chat.postMessage")
+            console = await http.post("/console/api/ask", json={"question": "How much leave?"})
+            assert "event: answer" in console.text
+            metrics = (await http.get("/metrics")).text
+            assert 'chatbot_answers_total{outcome="answered",platform="slack"} 1.0' in metrics
+            assert 'chatbot_answers_total{outcome="answered",platform="web"} 1.0' in metrics
+            login = await http.post("/console/login", data={"token": TOKEN, "name": "ada"})
+            assert login.status_code == 303
+            assert (await http.get("/console/model")).status_code == 200
+
+
+def _pipeline(database: Database, model: FakeModel) -> Pipeline:
+    return make_deps(database, model).pipeline
