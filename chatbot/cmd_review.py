@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import click
 
@@ -74,12 +74,35 @@ def _reviewer(desk: ReviewDesk, user: str | None) -> str:
     return user
 
 
-def _decide(desk: ReviewDesk, correction_id: int, reviewer: str, decision: str, **extra: str | None) -> None:
+Notify = Callable[[Outcome], None]
+
+
+def slack_notifier(settings: Settings) -> Notify:
+    """With SLACK_BOT_TOKEN set, each decision updates its Slack review card and tells its author."""
+    token = settings.slack_bot_token.get_secret_value()
+    if not token:
+        return lambda _: None
+    from bot.slack.review_notify import tell_slack, web_client
+
+    client = web_client(bot_token=token, api_url=settings.slack_api_url)
+
+    def notify(outcome: Outcome) -> None:
+        problem = tell_slack(client, outcome, approvals_required=settings.approvals_required)
+        if problem:
+            click.echo(f"The decision is recorded, but Slack was not told ({problem}).", err=True)
+
+    return notify
+
+
+def _decide(
+    desk: ReviewDesk, notify: Notify, correction_id: int, reviewer: str, decision: str, **extra: str | None
+) -> None:
     try:
         outcome = desk.decide(correction_id, reviewer=reviewer, decision=decision, **extra)
     except NotAReviewer as exc:
         raise click.ClickException(exc.user_message) from None
     click.echo(outcome_line(outcome))
+    notify(outcome)
 
 
 def _edited(desk: ReviewDesk, correction_id: int, text: str | None) -> str:
@@ -135,14 +158,15 @@ def review(
         _print_queue(desk, required)
         return
     reviewer = _reviewer(desk, user)
+    notify = slack_notifier(settings)
     if approve_id is not None:
-        _decide(desk, approve_id, reviewer, "approve")
+        _decide(desk, notify, approve_id, reviewer, "approve")
     elif edit_id is not None:
-        _decide(desk, edit_id, reviewer, "approve", edited_text=_edited(desk, edit_id, text))
+        _decide(desk, notify, edit_id, reviewer, "approve", edited_text=_edited(desk, edit_id, text))
     elif reject_id is not None:
-        _decide(desk, reject_id, reviewer, "reject", reason=(reason or "").strip())
+        _decide(desk, notify, reject_id, reviewer, "reject", reason=(reason or "").strip())
     else:
-        _interactive(desk, reviewer, required)
+        _interactive(desk, notify, reviewer, required)
 
 
 def _print_queue(desk: ReviewDesk, required: int) -> None:
@@ -153,7 +177,7 @@ def _print_queue(desk: ReviewDesk, required: int) -> None:
         click.echo(describe(case, required) + "\n")
 
 
-def _interactive(desk: ReviewDesk, reviewer: str, required: int) -> None:
+def _interactive(desk: ReviewDesk, notify: Notify, reviewer: str, required: int) -> None:
     queue = desk.queue()
     if not queue:
         click.echo("No corrections are waiting for review.")
@@ -172,13 +196,13 @@ def _interactive(desk: ReviewDesk, reviewer: str, required: int) -> None:
             if CHOICES[choice] == "quit":
                 return
             if CHOICES[choice] == "approve":
-                _decide(desk, correction_id, reviewer, "approve")
+                _decide(desk, notify, correction_id, reviewer, "approve")
             elif CHOICES[choice] == "edit":
                 edited = click.prompt("  Corrected answer", default=case.correction.text)
-                _decide(desk, correction_id, reviewer, "approve", edited_text=edited)
+                _decide(desk, notify, correction_id, reviewer, "approve", edited_text=edited)
             elif CHOICES[choice] == "reject":
                 why = click.prompt("  Why? (the author is told)")
-                _decide(desk, correction_id, reviewer, "reject", reason=why)
+                _decide(desk, notify, correction_id, reviewer, "reject", reason=why)
         except FeedbackError as exc:  # decided meanwhile by someone else, or empty text
             click.echo(f"  {exc}")
         click.echo()

@@ -6,6 +6,7 @@ ask again in other words, and the answer cites the reviewed correction."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_server import BOT_TOKEN, Bot, block_actions, mention, running_bot, view_submission
+from click.testing import CliRunner
+from slack_server import (
+    BOT_TOKEN,
+    Bot,
+    block_actions,
+    mention,
+    migrated_database,
+    running_bot,
+    view_submission,
+)
 from sqlmodel import select
 
 from bot.curation import ReviewDesk, ReviewPolicy
@@ -23,7 +33,8 @@ from bot.slack import Deps
 from bot.slack.app import web_client
 from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION
-from feedback import store
+from chatbot.cli import main
+from feedback import queries, store
 from feedback.models import Correction, Review
 
 REVIEW = "CREVIEW"
@@ -284,3 +295,53 @@ async def test_a_card_for_a_correction_that_is_gone_says_so(tmp_path: Path, acti
         assert "There is no correction #999" in note["text"]
         assert correction(bot).status == "pending" and reviews(bot) == []
         assert len(bot.slack.called("views.open")) == 1  # only the author's correction modal
+
+
+async def test_a_decision_in_the_terminal_updates_the_card_and_tells_the_author(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        for name, value in {
+            "DATABASE_URL": bot.database.url,
+            "DATA_DIR": str(tmp_path / "data"),
+            "EMBEDDING_MODEL": "hashing",
+            "REVIEWERS": "R1",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_API_URL": bot.slack.api_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["review", "--approve", "1", "--as", "R1"])
+        assert result.exit_code == 0, result.output
+        assert correction(bot).status == "approved"
+        [update] = bot.slack.called("chat.update")
+        assert update["ts"] == card(bot)["ts"] and "Approved" in card_text(card(bot))
+        [dm] = bot.slack.called("chat.postMessage", channel=f"D{AUTHOR}")
+        assert "approved your correction" in dm["text"]
+
+
+def test_slack_unreachable_from_the_terminal_still_records_the_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    database = migrated_database(tmp_path / "chatbot.db")
+    with database.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="How much leave?", channel="C1")
+        a = store.record_answer(s, question_id=q.id or 0, text="25 days.", adapter="base")
+        c = store.submit_correction(s, answer_id=a.id or 0, author=AUTHOR, text=FIX)
+        store.attach_review_card(s, correction_id=c.id or 0, channel=REVIEW, ref="1700000000.000001")
+    for name, value in {
+        "DATABASE_URL": url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "EMBEDDING_MODEL": "hashing",
+        "REVIEWERS": "R1",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens there
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["review", "--approve", str(c.id), "--as", "R1"])
+    assert result.exit_code == 0, result.output
+    assert "Slack was not told (Slack could not be reached)" in result.output
+    with database.reader() as s:
+        assert queries.review_case(s, c.id or 0).correction.status == "approved"  # type: ignore[union-attr]
+    database.dispose()
