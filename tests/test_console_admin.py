@@ -40,6 +40,10 @@ async def test_admin_pages_send_strangers_to_the_login(database: Database, tmp_p
             response = await c.http.post(action, data={"csrf": "x"})
             assert response.status_code == 401, action
             assert 'id="login-form"' in response.text
+        with_query = await c.http.get("/console/quality?days=7&x=1", follow_redirects=False)
+        assert with_query.headers["Location"].startswith("/console/login?next=")
+        login_page = await c.http.get(with_query.headers["Location"])
+        assert 'name="next" value="/console/quality?days=7&amp;x=1"' in login_page.text
         curve = await c.http.get("/console/model/adapters/kb-v1/loss_curve.png")
         assert curve.status_code == 401
         with database.reader() as s:

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -127,7 +128,7 @@ def admin_page(handler: Handler) -> Handler:
         if not console.auth.enabled:
             return console.render(request, "admin_off.html", status=403)
         if console.auth.admin_name(request) is None:
-            raise web.HTTPSeeOther(f"/console/login?next={request.path_qs}")
+            raise web.HTTPSeeOther(f"/console/login?next={quote(request.path_qs, safe='/')}")
         return await handler(request)
 
     return guarded
