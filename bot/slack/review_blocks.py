@@ -57,8 +57,18 @@ class ReviewSubmission:
 
 
 def _cut(text: str, limit: int = SECTION_LIMIT - 100) -> str:
-    text = text.strip()
-    return escape(text if len(text) <= limit else text[: limit - 1].rstrip() + "…")
+    """`text` escaped, cut with an ellipsis so that the escaped form fits in `limit` characters."""
+    escaped = escape(text.strip())
+    if len(escaped) <= limit:
+        return escaped
+    out, size = [], 0
+    for char in text.strip():
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out).rstrip() + "…"
 
 
 def _section(text: str) -> Block:
@@ -168,9 +178,9 @@ def edit_modal(click: ReviewClick, text: str) -> Payload:
     return _modal(
         callback_id=EDIT_VIEW,
         click=click,
-        title=f"Edit correction #{click.correction_id}",
+        title="Edit correction",  # a modal title holds 24 characters
         submit="Approve",
-        label="The corrected answer",
+        label=f"Correction #{click.correction_id}, as it should be",
         element={"max_length": INPUT_LIMIT, "initial_value": text[:INPUT_LIMIT]},
     )
 
@@ -179,9 +189,9 @@ def reject_modal(click: ReviewClick) -> Payload:
     return _modal(
         callback_id=REJECT_VIEW,
         click=click,
-        title=f"Reject correction #{click.correction_id}",
+        title="Reject correction",
         submit="Reject",
-        label="Why? (the author is told)",
+        label=f"Why reject correction #{click.correction_id}? (the author is told)",
         element={"max_length": REASON_LIMIT},
     )
 
