@@ -132,7 +132,7 @@ async def test_stopping_the_server_lets_answers_in_flight_finish(tmp_path: Path)
 def fake_pipeline(model: FakeModel) -> Callable[..., Pipeline]:
     """Stands in for chatbot.wiring.build_pipeline: the real pipeline, with a fake retriever and model."""
 
-    def build(settings: Settings, *, database: Database) -> Pipeline:
+    def build(settings: Settings, *, database: Database, knowledge: object = None) -> Pipeline:
         return make_deps(database, model).pipeline
 
     return build
