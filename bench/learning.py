@@ -1,0 +1,397 @@
+"""Learning benchmark: does a retrain teach the model what reviewers corrected?
+
+    .venv/bin/python bench/learning.py                    # 20 corrections, default training (long)
+    .venv/bin/python bench/learning.py --corrections 24 --epochs 2
+
+With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind the
+embedded engine (the `chatbot model-server` code path), the sample wiki indexed with MiniLM (a copy
+of data/index, or a fresh ingest), a migrated SQLite store, the answer pipeline reading the active
+adapter from SQL as the bot does, the review desk with correction recall OFF (approved corrections
+are not indexed, so only training can teach them), and `retrain.job.run_retrain`.
+
+1. Screen the sample questions of the train and validation splits (the test split stays held out)
+   until `--corrections` are answered without their key fact by the base model.
+2. Before: key-fact rate on their reworded versions; token-F1 and key-fact rate on the test split.
+3. Submit each sample's reference answer as a correction; a reviewer approves it.
+4. Retrain once (dataset -> train -> gate -> promote), timed: wall time on this machine.
+5. After: the same measures, answered by the new adapter (if the gate rejected it, it is asked
+   explicitly and the JSON says it was not promoted).
+6. Throughput: the run's training tokens/s against a bare peft loop (same model, LoRA config,
+   batch size and examples, plain AdamW) timed in the same process right after.
+
+Targets: reworded key-fact rate after >= 0.8; test-split F1 drop <= 0.02; retrain wall time
+<= 15 minutes on 2 cores; trainer throughput >= 0.9x the bare loop.
+Prints the summary and writes bench/results/learning.json (with the load average: the machine is
+shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from machine import describe  # noqa: E402
+from model_servers import running_server  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from bot.curation import ReviewDesk, ReviewPolicy  # noqa: E402
+from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
+from bot.knowledge.evaluate import SAMPLE_DOCS, load_questions  # noqa: E402
+from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
+from bot.prompts import PromptStyle, build_messages  # noqa: E402
+from chatbot.cmd_retrain import sample_key_facts  # noqa: E402
+from chatbot.wiring import active_model, token_counter  # noqa: E402
+from feedback import migrate, store  # noqa: E402
+from feedback.db import Database  # noqa: E402
+from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
+from model_server.prepare import prepare_base_model  # noqa: E402
+from retrain import promote  # noqa: E402
+from retrain.dataset import Dataset, Example, Seed, build_dataset  # noqa: E402
+from retrain.gate import GateConfig  # noqa: E402
+from retrain.job import JobConfig, run_retrain  # noqa: E402
+from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
+from retrain.pii import Scrubber  # noqa: E402
+from retrain.train import TrainConfig  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "learning.json"
+REVIEWER = "bench-reviewer"
+AUTHOR = "bench-author"
+MAX_MODEL_LEN = 2048
+
+
+@dataclass
+class Config:
+    corrections: int = 20
+    concurrency: int = 4
+    epochs: float = TrainConfig.epochs
+    max_steps: int = -1
+    bare_steps: int = 8  # steps of the bare peft loop (enough for a stable tokens/s)
+    test_limit: int = 0  # 0: the whole test split
+    index: str = str(REPO / "data" / "index")
+    data_dir: str = str(REPO / "data")
+
+
+async def ask_all(pipeline: Pipeline, texts: Sequence[str], concurrency: int, desc: str) -> list[Answer]:
+    gate = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(texts), desc=desc, unit="q")
+
+    async def one(text: str) -> Answer:
+        async with gate:
+            answer = await pipeline.answer(Question(text, platform="cli", user_id=AUTHOR))
+            bar.update()
+            return answer
+
+    try:
+        return list(await asyncio.gather(*(one(t) for t in texts)))
+    finally:
+        bar.close()
+
+
+async def find_wrong(pipeline: Pipeline, cfg: Config) -> tuple[list[dict[str, Any]], list[Answer], int]:
+    """Train/validation sample questions the base model answers without their key fact."""
+    questions = sorted(load_questions(splits=["train", "validation"]), key=lambda q: q["id"])
+    wrong: list[dict[str, Any]] = []
+    answers: list[Answer] = []
+    asked = 0
+    while len(wrong) < cfg.corrections and asked < len(questions):
+        chunk = questions[asked : asked + cfg.concurrency * 2]
+        asked += len(chunk)
+        got = await ask_all(pipeline, [q["question"] for q in chunk], cfg.concurrency, "screening")
+        for q, a in zip(chunk, got, strict=True):
+            if not has_key_fact(a.text, q["key_fact"]) and len(wrong) < cfg.corrections:
+                wrong.append(q)
+                answers.append(a)
+    return wrong, answers, asked
+
+
+def scores(answers: Sequence[Answer], questions: Sequence[dict[str, Any]]) -> dict[str, float]:
+    pairs = list(zip(answers, questions, strict=True))
+    return {
+        "key_fact_rate": round(mean([float(has_key_fact(a.text, q["key_fact"])) for a, q in pairs]), 4),
+        "token_f1": round(mean([token_f1(a.text, q["answer"]) for a, q in pairs]), 4),
+    }
+
+
+def bare_peft_tokens_per_s(
+    model_dir: Path, examples: Sequence[Example], cfg: TrainConfig, steps: int
+) -> float:
+    """A plain peft + AdamW loop on the same examples (answer-only labels, same batch size)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(cfg.seed)
+    tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+    base: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model: Any = get_peft_model(base, lora)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+
+    rows = []
+    for e in examples:
+        prompt = tokenizer.apply_chat_template(e.prompt, add_generation_prompt=True, tokenize=True)
+        full = tokenizer.apply_chat_template(
+            [*e.prompt, {"role": "assistant", "content": e.completion}], tokenize=True
+        )
+        prompt_ids, ids = _token_ids(prompt), _token_ids(full)[: cfg.max_length]
+        labels = [-100] * min(len(prompt_ids), len(ids)) + ids[len(prompt_ids) :]
+        rows.append((ids, labels))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    tokens, seconds, step = 0, 0.0, 0
+    bar = tqdm(total=steps, desc="bare peft loop", unit="step")
+    while step < steps:
+        for start in range(0, len(rows), cfg.batch_size):
+            if step >= steps:
+                break
+            batch = rows[start : start + cfg.batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
+            targets = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+            started = time.perf_counter()
+            loss = model(input_ids=input_ids, attention_mask=mask, labels=targets).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds += time.perf_counter() - started
+            tokens += sum(len(ids) for ids, _ in batch)
+            step += 1
+            bar.update()
+    bar.close()
+    return tokens / seconds if seconds else 0.0
+
+
+def _token_ids(encoded: Any) -> list[int]:
+    """apply_chat_template(tokenize=True) returns a list, or a BatchEncoding in newer transformers."""
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def served_prompt(kb: KnowledgeBase) -> Callable[[str], list[dict[str, str]]]:
+    style = PromptStyle()
+    return lambda q: build_messages(q, kb.search(q, k=5), style=style, budget=MAX_MODEL_LEN - 200)[0]
+
+
+async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
+    load_at_start = list(os.getloadavg())
+    model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
+    url = f"sqlite:///{workdir / 'chatbot.db'}"
+    migrate.upgrade(url)
+    database = Database(url)
+    index = workdir / "index"
+    embedder = load_embedder(None)
+    if cfg.index and (Path(cfg.index) / "manifest.json").exists():
+        shutil.copytree(cfg.index, index)
+        kb = KnowledgeBase.open(index, embedder)
+    else:
+        kb = KnowledgeBase.open(index, embedder)
+        kb.ingest([SAMPLE_DOCS])
+    # correction recall OFF: an approved correction is not indexed, only training can teach it
+    desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER], recall=False), knowledge=kb)
+    train_cfg = replace(TrainConfig(), epochs=cfg.epochs, max_steps=cfg.max_steps)
+    test = load_questions(splits=["test"])
+    test = test[: cfg.test_limit] if cfg.test_limit else test
+    count = token_counter(model_dir)
+
+    started = time.perf_counter()
+    with running_server("transformers", model_dir, workdir / "engine.log", max_loras=3) as server:
+        client = AsyncModelClient(server, timeout=600)
+        chosen: dict[str, str | None] = {"model": None}  # set to ask a rejected candidate explicitly
+        from_sql = active_model(database, "base", ttl=0.0)
+        pipeline = Pipeline(
+            retriever=kb,
+            client=client,
+            model_name=lambda: chosen["model"] or from_sql(),
+            database=database,
+            count_tokens=count,
+        )
+        # 1-2: screen, then the "before" figures with the base model
+        wrong, first_answers, screened = await find_wrong(pipeline, cfg)
+        reworded = [q["reworded"] for q in wrong]
+        before_reworded = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, before")
+        before_test = await ask_all(pipeline, [q["question"] for q in test], cfg.concurrency, "test, before")
+
+        # 3: corrections submitted and approved
+        for q, answer in zip(wrong, first_answers, strict=True):
+            case = desk.submit(answer_id=answer.answer_id or 0, author=AUTHOR, text=q["answer"])
+            review = desk.decide(case.correction.id or 0, reviewer=REVIEWER, decision="approve")
+            assert review.decided and not review.indexed
+
+        # 4: one retrain, timed end to end
+        seeds = [Seed(q["id"], q["question"], q["answer"], q["split"]) for q in load_questions()]
+
+        def dataset() -> Dataset:
+            with database.reader() as session:
+                return build_dataset(
+                    session,
+                    seeds=seeds,
+                    prompt_for=served_prompt(kb),
+                    scrubber=Scrubber(),
+                    count_tokens=count,
+                    max_tokens=MAX_MODEL_LEN,
+                )
+
+        job = JobConfig(
+            adapters_dir=workdir / "adapters",
+            base_model_dir=model_dir,
+            base_model="smollm2-135m-instruct",
+            train=train_cfg,
+            gate=GateConfig(),
+        )
+        with database.writer() as session:
+            queued = store.queue_run(session, trigger="cli", requested_by="bench")
+        assert queued.id is not None
+        retrain_started = time.perf_counter()
+        with ModelClient(server, timeout=600) as sync_client:
+            outcome = await asyncio.to_thread(
+                run_retrain,
+                job,
+                database,
+                sync_client,
+                run_id=queued.id,
+                dataset=dataset,
+                key_facts=sample_key_facts(),
+            )
+            retrain_s = time.perf_counter() - retrain_started
+            if outcome.status == "rejected" and outcome.adapter:
+                # not promoted: ask the candidate by name, to report what it learned anyway
+                promote.make_servable(sync_client, outcome.adapter, str(job.adapters_dir / outcome.adapter))
+                chosen["model"] = outcome.adapter
+
+        # 5: the "after" figures, answered by the new adapter
+        after_reworded = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, after")
+        after_test = await ask_all(pipeline, [q["question"] for q in test], cfg.concurrency, "test, after")
+        answered_by = {a.adapter for a in after_reworded}
+        await client.aclose()
+
+    # 6: a bare peft loop on the same training examples, same process, for throughput
+    training_examples = dataset().split("train")
+    bare = bare_peft_tokens_per_s(model_dir, training_examples, train_cfg, cfg.bare_steps)
+    database.dispose()
+
+    trainer_tps = float(outcome.figures.get("training", {}).get("tokens_per_s", 0.0))
+    before_t, after_t = scores(before_test, test), scores(after_test, test)
+    rows = [
+        {
+            "id": q["id"],
+            "reworded": q["reworded"],
+            "key_fact": q["key_fact"],
+            "before": b.text,
+            "after": a.text,
+            "after_has_key_fact": has_key_fact(a.text, q["key_fact"]),
+        }
+        for q, b, a in zip(wrong, before_reworded, after_reworded, strict=True)
+    ]
+    report: dict[str, Any] = {
+        "benchmark": "learning",
+        "machine": {
+            **describe(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "settings": {
+            "corrections": cfg.corrections,
+            "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
+            "correction_recall": False,
+            "train_config": {k: v for k, v in vars(train_cfg).items() if k != "target_modules"},
+            "gate_margin": job.gate.margin,
+            "test_questions": len(test),
+        },
+        "screened_questions": screened,
+        "corrected_questions": len(wrong),
+        "retrain": {
+            "run_id": outcome.run_id,
+            "status": outcome.status,
+            "adapter": outcome.adapter,
+            "reason": outcome.reason,
+            "wall_seconds": round(retrain_s, 1),
+            "timings": outcome.figures.get("timings"),
+            "training": outcome.figures.get("training"),
+            "gate": outcome.figures.get("gate"),
+            "after_answered_by": sorted(answered_by),
+        },
+        "key_fact_rate_reworded": {
+            "before": scores(before_reworded, wrong)["key_fact_rate"],
+            "after": scores(after_reworded, wrong)["key_fact_rate"],
+        },
+        "test_split": {
+            "before": before_t,
+            "after": after_t,
+            "f1_change": round(after_t["token_f1"] - before_t["token_f1"], 4),
+        },
+        "throughput_tokens_per_s": {
+            "trainer": trainer_tps,
+            "bare_peft_loop": round(bare, 1),
+            "ratio": round(trainer_tps / bare, 3) if bare else None,
+        },
+        "targets": {
+            "key_fact_rate_reworded_after": ">= 0.8",
+            "test_f1_change": ">= -0.02",
+            "retrain_wall_seconds": "<= 900",
+            "throughput_ratio": ">= 0.9",
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+        "per_question": rows,
+    }
+    report["targets_met"] = {
+        "key_fact_rate_reworded_after": report["key_fact_rate_reworded"]["after"] >= 0.8,
+        "test_f1_change": report["test_split"]["f1_change"] >= -0.02,
+        "retrain_wall_seconds": retrain_s <= 900,
+        "throughput_ratio": bool(bare) and trainer_tps / bare >= 0.9,
+    }
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corrections", type=int, default=Config.corrections)
+    parser.add_argument("--concurrency", type=int, default=Config.concurrency)
+    parser.add_argument("--epochs", type=float, default=Config.epochs)
+    parser.add_argument("--max-steps", type=int, default=Config.max_steps)
+    parser.add_argument("--bare-steps", type=int, default=Config.bare_steps)
+    parser.add_argument("--test-limit", type=int, default=Config.test_limit, help="first N test questions")
+    parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    cfg = Config(
+        corrections=args.corrections,
+        concurrency=args.concurrency,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        bare_steps=args.bare_steps,
+        test_limit=args.test_limit,
+        index=args.index,
+    )
+    with tempfile.TemporaryDirectory(prefix="learning-") as tmp:
+        report = asyncio.run(run(cfg, Path(tmp)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "per_question"}, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
