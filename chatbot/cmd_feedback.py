@@ -34,7 +34,12 @@ def served_prompt(settings: Settings) -> PromptBuilder:
 def build_training_data(settings: Settings) -> Dataset:
     database = open_database(settings)
     model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
-    seeds = [Seed(q["id"], q["question"], q["answer"], q["split"]) for q in load_questions()]
+    # The sample questions are about the sample company's documents: they seed training only where
+    # those documents are the knowledge base (SAMPLE_KNOWLEDGE), never beside a company's own.
+    seeds = [
+        Seed(q["id"], q["question"], q["answer"], q["split"])
+        for q in (load_questions() if settings.sample_knowledge else [])
+    ]
     with database.reader() as session:
         return build_dataset(
             session,

@@ -41,9 +41,19 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
         served_model_name=settings.served_model_name,
         max_lora_rank=settings.max_lora_rank,
         keep_loaded=settings.keep_loaded_adapters,
-        train=train or TrainConfig(),
+        train=train or train_config(settings),
         gate=GateConfig(margin=settings.gate_margin),
         progress=progress,
+    )
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    """LoRA training as the settings bound it (RETRAIN_EPOCHS, RETRAIN_MAX_STEPS, RETRAIN_LEARNING_RATE)."""
+    return replace(
+        TrainConfig(),
+        epochs=settings.retrain_epochs,
+        max_steps=settings.retrain_max_steps,
+        learning_rate=settings.retrain_learning_rate,
     )
 
 
@@ -94,7 +104,7 @@ def retrain_command(actor: str | None, max_steps: int | None, epochs: float | No
     """Retrain now: dataset, LoRA training, validation gate, then promote or discard."""
     settings = load_settings()
     database = open_database(settings)
-    train = TrainConfig()
+    train = train_config(settings)
     if max_steps is not None:
         train = replace(train, max_steps=max_steps)
     if epochs is not None:

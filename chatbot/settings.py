@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
+    retrain_epochs: float = Field(3.0, gt=0, description="Passes over the training data in a retrain.")
+    retrain_max_steps: int = Field(
+        -1, ge=-1, description="Stop a retrain's training after this many steps; -1 means all epochs."
+    )
+    retrain_learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate of a retrain's LoRA.")
     adapter_name: str = Field("kb", description="Prefix of adapter versions (`kb-v1`, `kb-v2`, ...).")
     keep_loaded_adapters: int = Field(
         2, ge=1, description="Adapter versions kept loaded in the model server (active and previous)."
