@@ -3,14 +3,20 @@ that wrote it, a confidence and timings out. It never knows which platform asked
 
 Collaborators come in as arguments (retriever, model client, store), so tests hand it fakes
 and production hands it the real ones.
+
+`answer` gives the whole answer at once (Slack, Teams, the command line); `answer_stream` yields
+the text as the model writes it and then the same recorded `Answer` (the browser console). Both
+retrieve, prompt and record alike: the answer's confidence, which orders the review queue, comes
+from the log-probabilities of the whole completion either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,7 +32,7 @@ from bot.prompts import (
 )
 from feedback import store
 from feedback.db import Database
-from model_server.client import AsyncModelClient
+from model_server.client import AsyncModelClient, ChatResult
 from model_server.errors import ModelServerError
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,24 @@ class Answer:
     answer_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer's text, as the model writes it; the pieces add up to `Answer.text`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """A question recorded and its passages retrieved: what the model is asked, or the refusal."""
+
+    question_id: int | None
+    model: str
+    passages: Sequence[Passage]  # those that fit in the prompt
+    messages: list[dict[str, str]]  # empty when nothing was retrieved: no model call
+    retrieved: float
+
+
 AnswerObserver = Callable[[Question, Answer | None, float], None]
 
 
@@ -100,12 +124,51 @@ class Pipeline:
             raise EmptyQuestion("empty question")
         started = time.perf_counter()
         try:
-            answer = await self._answer(question, history, started)
+            prompt = await self._prompt(question, history)
+            result = None
+            if prompt.messages:
+                with _unavailable(prompt):
+                    result = await self.client.chat(
+                        prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
+                    )
+            answer = await self._finish(prompt, result, started)
         except AnswerUnavailable:
             self._observe(question, None, started)
             raise
         self._observe(question, answer, started)
         return answer
+
+    async def answer_stream(
+        self, question: Question, history: Sequence[Turn] = ()
+    ) -> AsyncIterator[Delta | Answer]:
+        """Yield the answer's text as the model writes it, then the recorded `Answer`: the same
+        answer, rows and errors as `answer`. Leading and trailing white space is held back, so the
+        deltas add up to exactly `Answer.text`. The answer is recorded at the end: a caller that
+        stops reading early leaves the question recorded without one."""
+        if not question.text.strip():
+            raise EmptyQuestion("empty question")
+        started = time.perf_counter()
+        try:
+            prompt = await self._prompt(question, history)
+            result = None
+            if prompt.messages:
+                trim = _Trim()
+                with _unavailable(prompt):
+                    async for item in self.client.chat_stream(
+                        prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
+                    ):
+                        if isinstance(item, ChatResult):
+                            result = item
+                        elif text := trim.feed(item):
+                            yield Delta(text)
+            answer = await self._finish(prompt, result, started)
+        except AnswerUnavailable:
+            self._observe(question, None, started)
+            raise
+        if not prompt.messages:
+            yield Delta(answer.text)  # the refusal, in one piece
+        self._observe(question, answer, started)
+        yield answer
 
     def _observe(self, question: Question, answer: Answer | None, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -115,38 +178,20 @@ class Pipeline:
             except Exception:
                 log.exception("an answer observer failed")
 
-    async def _answer(self, question: Question, history: Sequence[Turn], started: float) -> Answer:
+    async def _prompt(self, question: Question, history: Sequence[Turn]) -> _Prompt:
+        """Record the question, retrieve its passages and fit them into the model's prompt."""
         question_id = await self._record_question(question)
-
         passages = await asyncio.to_thread(self.retriever.search, question.text, self.k)
         model = self.model_name()
-        if not passages:
-            text = NOT_COVERED.format(fallback=self.style.fallback)
-            return await self._finish(
-                question_id=question_id, text=text, passages=[], messages=[], model=model, started=started
-            )
-
         retrieved = time.perf_counter()
+        if not passages:
+            return _Prompt(question_id, model, [], [], retrieved)
         budget = self.max_model_len - self.max_answer_tokens
         messages, used = build_messages(
             question.text, passages, history=history, style=self.style, budget=budget, count=self.count_tokens
         )
-        try:
-            result = await self.client.chat(messages, model=model, max_tokens=self.max_answer_tokens)
-        except ModelServerError as exc:
-            log.warning("no answer for question %s: %s", question_id, exc)
-            raise AnswerUnavailable(str(exc), question_id) from exc
         used_passages = [p for p in passages if any(p.id == u.id for u in used)]
-        return await self._finish(
-            question_id=question_id,
-            text=result.text.strip(),
-            passages=used_passages,
-            messages=messages,
-            model=model,
-            confidence=result.confidence,
-            started=started,
-            retrieved=retrieved,
-        )
+        return _Prompt(question_id, model, used_passages, messages, retrieved)
 
     async def _record_question(self, question: Question) -> int | None:
         if self.database is None:
@@ -167,21 +212,15 @@ class Pipeline:
 
         return await asyncio.to_thread(write)
 
-    async def _finish(
-        self,
-        *,
-        question_id: int | None,
-        text: str,
-        passages: Sequence[Passage],
-        messages: Sequence[dict[str, str]],
-        model: str,
-        started: float,
-        retrieved: float | None = None,
-        confidence: float | None = None,
-    ) -> Answer:
-        """Record the answer (the prompt exactly as served included) and package it."""
+    async def _finish(self, prompt: _Prompt, result: ChatResult | None, started: float) -> Answer:
+        """Record the answer (the prompt exactly as served included) and package it. Without a
+        model's result (nothing retrieved) the answer is the refusal."""
+        question_id, model, messages = prompt.question_id, prompt.model, prompt.messages
+        passages = prompt.passages if result is not None else []
+        text = result.text.strip() if result is not None else NOT_COVERED.format(fallback=self.style.fallback)
+        confidence = result.confidence if result is not None else None
         done = time.perf_counter()
-        retrieved = retrieved or done
+        retrieved = prompt.retrieved if result is not None else done
         timings = {
             "retrieve_ms": int((retrieved - started) * 1000),
             "generate_ms": int((done - retrieved) * 1000),
@@ -218,6 +257,36 @@ class Pipeline:
             question_id=question_id,
             answer_id=answer_id,
         )
+
+
+@contextlib.contextmanager
+def _unavailable(prompt: _Prompt) -> Iterator[None]:
+    """A model server that is down or failing: AnswerUnavailable, the question already recorded."""
+    try:
+        yield
+    except ModelServerError as exc:
+        log.warning("no answer for question %s: %s", prompt.question_id, exc)
+        raise AnswerUnavailable(str(exc), prompt.question_id) from exc
+
+
+class _Trim:
+    """Streams text as `str.strip()` would leave it: leading space dropped, trailing space held
+    back until more text follows it."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        text = self._pending + text
+        kept = text.rstrip()
+        self._pending = text[len(kept) :]
+        return kept
 
 
 def _sources(passages: Sequence[Passage]) -> list[Source]:

@@ -3,6 +3,9 @@
 It speaks vLLM's OpenAI-compatible API (plus the runtime LoRA endpoints), so it works against
 real vLLM, our embedded engine, or a user's existing vLLM. `ModelClient` is synchronous,
 `AsyncModelClient` asynchronous; both share the payloads and the parsing below.
+
+`chat` answers in one piece; `chat_stream` yields the text as it is generated and then the same
+`ChatResult` (log-probabilities and token counts included, which both servers stream when asked).
 """
 
 from __future__ import annotations
@@ -66,8 +69,10 @@ def chat_payload(
         "temperature": temperature,
         "stream": stream,
     }
-    if logprobs and not stream:
+    if logprobs:
         payload["logprobs"] = True
+    if stream:  # the last chunk then carries the token counts a whole completion's body has
+        payload["stream_options"] = {"include_usage": True}
     if stop:
         payload["stop"] = list(stop)
     if seed is not None:
@@ -75,33 +80,78 @@ def chat_payload(
     return payload
 
 
+def _token_logprobs(choice: dict[str, Any]) -> list[float]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return [float(item["logprob"]) for item in content if item.get("logprob") is not None]
+
+
 def parse_chat(body: dict[str, Any], latency_ms: int) -> ChatResult:
     choice = body["choices"][0]
-    content = (choice.get("logprobs") or {}).get("content") or []
     usage = body.get("usage") or {}
     return ChatResult(
         text=choice["message"].get("content") or "",
         model=body.get("model", ""),
         finish_reason=choice.get("finish_reason"),
-        token_logprobs=[float(item["logprob"]) for item in content if item.get("logprob") is not None],
+        token_logprobs=_token_logprobs(choice),
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         latency_ms=latency_ms,
     )
 
 
-def parse_stream_line(line: str) -> str | None:
-    """The text delta in one SSE line, '' for chunks without text, None at the end."""
-    if not line.startswith("data:"):
-        return ""
-    data = line[5:].strip()
-    if data == "[DONE]":
-        return None
-    chunk = json.loads(data)
-    if "error" in chunk:
-        raise _refusal(500, chunk)
-    choices = chunk.get("choices") or []
-    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+class StreamReader:
+    """Reads a streamed completion one SSE line at a time: `feed` gives each text delta as it
+    comes; once `done`, `result()` is the whole completion, as `parse_chat` gives for one body."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.done = False
+        self._started = time.perf_counter()
+        self._texts: list[str] = []
+        self._logprobs: list[float] = []
+        self._model = ""
+        self._finish: str | None = None
+        self._usage: dict[str, Any] = {}
+
+    def feed(self, line: str) -> str:
+        """The text delta in one line: '' for lines and chunks without text, and after the end."""
+        if self.done or not line.startswith("data:"):
+            return ""
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ModelServerRefused(
+                200, f"The model server at {self.base_url} sent a malformed stream."
+            ) from None
+        if "error" in chunk:  # the status line was 200 already; both servers report failures this way
+            raise _refusal(500, chunk)
+        self._model = chunk.get("model") or self._model
+        self._usage = chunk.get("usage") or self._usage
+        choices = chunk.get("choices") or []
+        if not choices:
+            return ""
+        self._finish = choices[0].get("finish_reason") or self._finish
+        self._logprobs += _token_logprobs(choices[0])
+        text = str((choices[0].get("delta") or {}).get("content") or "")
+        self._texts.append(text)
+        return text
+
+    def result(self) -> ChatResult:
+        if not self.done:  # the connection closed without [DONE]: the answer may be cut short
+            raise ModelServerUnavailable(self.base_url, "the answer's stream ended early")
+        return ChatResult(
+            text="".join(self._texts),
+            model=self._model,
+            finish_reason=self._finish,
+            token_logprobs=self._logprobs,
+            prompt_tokens=int(self._usage.get("prompt_tokens", 0)),
+            completion_tokens=int(self._usage.get("completion_tokens", 0)),
+            latency_ms=int((time.perf_counter() - self._started) * 1000),
+        )
 
 
 def _error_message(body: Any) -> str:
@@ -218,40 +268,48 @@ class ModelClient:
         _check(response)
         return parse_chat(response.json(), int((time.perf_counter() - started) * 1000))
 
-    def stream(
+    def chat_stream(
         self,
         messages: Sequence[Message],
         *,
         model: str,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        logprobs: bool = True,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text as it is generated."""
+    ) -> Iterator[str | ChatResult]:
+        """Yield the answer's text deltas as they are generated, then the whole `ChatResult`."""
         payload = chat_payload(
             messages,
             model=model,
             max_tokens=max_tokens,
             temperature=temperature,
-            logprobs=False,
+            logprobs=logprobs,
             stop=stop,
             seed=seed,
             stream=True,
         )
+        reader = StreamReader(self.base_url)
         try:
             with self._http.stream("POST", "/v1/chat/completions", json=payload) as response:
                 if not response.is_success:
                     response.read()
                     _check(response)
                 for line in response.iter_lines():
-                    delta = parse_stream_line(line)
-                    if delta is None:
-                        return
-                    if delta:
+                    if delta := reader.feed(line):
                         yield delta
+                    if reader.done:
+                        break
         except httpx.TransportError as exc:
             raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+        yield reader.result()
+
+    def stream(self, messages: Sequence[Message], *, model: str, **options: Any) -> Iterator[str]:
+        """Yield the answer's text as it is generated (`chat_stream`'s options, no logprobs)."""
+        for item in self.chat_stream(messages, model=model, logprobs=False, **options):
+            if isinstance(item, str):
+                yield item
 
     def load_adapter(self, name: str, path: str) -> None:
         response = self._send("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
@@ -330,39 +388,48 @@ class AsyncModelClient:
         _check(response)
         return parse_chat(response.json(), int((time.perf_counter() - started) * 1000))
 
-    async def stream(
+    async def chat_stream(
         self,
         messages: Sequence[Message],
         *,
         model: str,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        logprobs: bool = True,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | ChatResult]:
+        """Yield the answer's text deltas as they are generated, then the whole `ChatResult`."""
         payload = chat_payload(
             messages,
             model=model,
             max_tokens=max_tokens,
             temperature=temperature,
-            logprobs=False,
+            logprobs=logprobs,
             stop=stop,
             seed=seed,
             stream=True,
         )
+        reader = StreamReader(self.base_url)
         try:
             async with self._http.stream("POST", "/v1/chat/completions", json=payload) as response:
                 if not response.is_success:
                     await response.aread()
                     _check(response)
                 async for line in response.aiter_lines():
-                    delta = parse_stream_line(line)
-                    if delta is None:
-                        return
-                    if delta:
+                    if delta := reader.feed(line):
                         yield delta
+                    if reader.done:
+                        break
         except httpx.TransportError as exc:
             raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
+        yield reader.result()
+
+    async def stream(self, messages: Sequence[Message], *, model: str, **options: Any) -> AsyncIterator[str]:
+        """Yield the answer's text as it is generated (`chat_stream`'s options, no logprobs)."""
+        async for item in self.chat_stream(messages, model=model, logprobs=False, **options):
+            if isinstance(item, str):
+                yield item
 
     async def load_adapter(self, name: str, path: str) -> None:
         response = await self._send(

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -496,7 +497,10 @@ class FakeRetriever:
 
 class FakeModel:
     """Answers like vLLM's chat completions; records the requests. `down` refuses connections;
-    `delay` makes it slow; `too_slow` makes the client give up waiting, as httpx reports it."""
+    `delay` makes it slow; `too_slow` makes the client give up waiting, as httpx reports it.
+    Asked to stream, it sends `text` a word at a time in vLLM's chunks (logprobs when asked, the
+    usage last); `gate`, when given, holds the stream after its first two words until it is set;
+    `fail_after` words in, it sends vLLM's mid-stream error event instead of the rest."""
 
     def __init__(self, text: str = "You get 27 days of leave a year.") -> None:
         self.text = text
@@ -506,6 +510,8 @@ class FakeModel:
         self.requests: list[Payload] = []
         self.active = self.most_active = 0
         self.logprobs = [-0.2]  # of the answer's tokens; sets the confidence the client computes
+        self.gate: asyncio.Event | None = None
+        self.fail_after: int | None = None
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -520,6 +526,10 @@ class FakeModel:
             await asyncio.sleep(self.delay)
         finally:
             self.active -= 1
+        if body.get("stream"):
+            return httpx.Response(
+                200, content=self._chunks(body), headers={"content-type": "text/event-stream"}
+            )
         return httpx.Response(
             200,
             json={
@@ -534,6 +544,37 @@ class FakeModel:
                 "usage": {"prompt_tokens": 50, "completion_tokens": 9},
             },
         )
+
+    async def _chunks(self, body: Payload) -> AsyncIterator[bytes]:
+        words = re.findall(r"\s*\S+", self.text) or [self.text]
+        # one logprob per word, the rest with the last word (vLLM may send several in a chunk)
+        shares = [self.logprobs[i : i + 1] for i in range(len(words) - 1)]
+        shares.append(self.logprobs[len(words) - 1 :])
+
+        def event(data: Payload | str) -> bytes:
+            return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+        yield event({"model": body["model"], "choices": [{"delta": {"role": "assistant", "content": ""}}]})
+        for i, (word, share) in enumerate(zip(words, shares, strict=True)):
+            if i == 2 and self.gate is not None:
+                await self.gate.wait()
+            if i == self.fail_after:
+                yield event({"error": {"message": "engine died", "type": "InternalServerError", "code": 500}})
+                return
+            logprobs = (
+                {"content": [{"token": "x", "logprob": lp} for lp in share]} if body.get("logprobs") else None
+            )
+            last = i == len(words) - 1
+            choice = {
+                "delta": {"content": word},
+                "logprobs": logprobs,
+                "finish_reason": "stop" if last else None,
+            }
+            yield event({"model": body["model"], "choices": [choice]})
+            await asyncio.sleep(0)
+        usage = {"prompt_tokens": 50, "completion_tokens": len(words)}
+        yield event({"model": body["model"], "choices": [], "usage": usage})
+        yield event("[DONE]")
 
 
 @dataclass

@@ -8,8 +8,14 @@ import math
 import httpx
 import pytest
 
-from model_server.client import AsyncModelClient, ModelClient
-from model_server.errors import AdapterRejected, BadRequest, ModelNotFound, ModelServerUnavailable
+from model_server.client import AsyncModelClient, ChatResult, ModelClient
+from model_server.errors import (
+    AdapterRejected,
+    BadRequest,
+    ModelNotFound,
+    ModelServerRefused,
+    ModelServerUnavailable,
+)
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -143,3 +149,95 @@ def test_a_server_that_is_not_there_at_all() -> None:
     client = ModelClient("http://127.0.0.1:9", retries=0, timeout=2)
     with pytest.raises(ModelServerUnavailable, match=r"127\.0\.0\.1:9"):
         client.chat([{"role": "user", "content": "hi"}], model="base")
+
+
+def _sse(*events: object) -> str:
+    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
+
+
+STREAMED = _sse(
+    {"model": "kb-v1", "choices": [{"delta": {"role": "assistant", "content": ""}, "logprobs": None}]},
+    {
+        "model": "kb-v1",
+        "choices": [{"delta": {"content": "25"}, "logprobs": {"content": [{"logprob": -0.1}]}}],
+    },
+    # a chunk may carry several tokens' logprobs (text held back, then released at once)
+    {
+        "model": "kb-v1",
+        "choices": [
+            {
+                "delta": {"content": " days."},
+                "logprobs": {"content": [{"logprob": -0.3}, {"logprob": -0.2}]},
+                "finish_reason": "stop",
+            }
+        ],
+    },
+    {"model": "kb-v1", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}},
+    "[DONE]",
+)
+
+
+def test_chat_stream_yields_deltas_then_the_whole_result_with_logprobs_and_usage() -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, text=STREAMED, headers={"content-type": "text/event-stream"})
+
+    items = list(_client(handler).chat_stream([{"role": "user", "content": "Leave?"}], model="kb-v1"))
+    assert seen[0]["stream"] is True and seen[0]["logprobs"] is True
+    assert seen[0]["stream_options"] == {"include_usage": True}
+    assert items[:2] == ["25", " days."]
+    result = items[2]
+    assert isinstance(result, ChatResult) and len(items) == 3
+    assert (result.text, result.model, result.finish_reason) == ("25 days.", "kb-v1", "stop")
+    assert result.token_logprobs == [-0.1, -0.3, -0.2]
+    assert (result.prompt_tokens, result.completion_tokens) == (12, 3)
+    assert result.confidence == pytest.approx(math.exp(-0.2))
+
+
+async def test_async_chat_stream_gives_the_same() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=STREAMED, headers={"content-type": "text/event-stream"})
+
+    client = AsyncModelClient("http://model", transport=httpx.MockTransport(handler))
+    items = [item async for item in client.chat_stream([{"role": "user", "content": "Hi"}], model="kb-v1")]
+    await client.aclose()
+    assert items[:2] == ["25", " days."] and isinstance(items[2], ChatResult)
+    assert items[2].token_logprobs == [-0.1, -0.3, -0.2] and items[2].completion_tokens == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "words"),
+    [
+        # vLLM reports a failure after the 200 status line as an error event
+        (
+            _sse({"choices": [{"delta": {"content": "25"}}]}, {"error": {"message": "engine died"}}),
+            ModelServerRefused,
+            "engine died",
+        ),
+        # the connection closed before [DONE]: the answer may be cut short
+        (_sse({"choices": [{"delta": {"content": "25"}}]}), ModelServerUnavailable, "ended early"),
+        (
+            _sse({"choices": [{"delta": {"content": "25"}}]}) + "data: {not json\n\n",
+            ModelServerRefused,
+            "malformed",
+        ),
+    ],
+)
+def test_a_broken_stream_is_an_error_not_a_short_answer(body: str, error: type, words: str) -> None:
+    client = _client(
+        lambda request: httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    )
+    items: list[object] = []
+    with pytest.raises(error, match=words):
+        for item in client.chat_stream([{"role": "user", "content": "Hi"}], model="base"):
+            items.append(item)
+    assert items == ["25"]
+
+
+def test_a_refused_stream_keeps_the_servers_message() -> None:
+    body = {"error": {"message": "The model `kb-v9` does not exist.", "type": "NotFoundError"}}
+    client = _client(lambda request: httpx.Response(404, json=body))
+    with pytest.raises(ModelNotFound, match="kb-v9"):
+        list(client.chat_stream([{"role": "user", "content": "Hi"}], model="kb-v9"))

@@ -4,7 +4,10 @@ stored and changeable; corrections stored pending; bad input refused with a clea
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 from console_helpers import running_console
 from sqlmodel import select
@@ -42,9 +45,12 @@ async def test_ask_streams_the_answer_with_sources_and_records_it(database: Data
         response, events = await c.ask("How many days of leave do I get?", user="alice")
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        assert [name for name, _ in events] == ["status", "answer"]
-        answer = events[1][1]
+        names = [name for name, _ in events]
+        assert names[0] == "status" and names[-1] == "answer"
+        assert set(names[1:-1]) == {"delta"} and len(names) - 2 >= 5  # the answer, word by word
+        answer = events[-1][1]
         assert answer["text"] == "You get 27 days of leave a year."
+        assert "".join(data["text"] for name, data in events if name == "delta") == answer["text"]
         assert answer["sources"][0]["title"] == "Annual Leave > Allowance"
         assert answer["sources"][0]["url"].startswith("https://wiki.larkspur.example/leave")
         assert answer["adapter"] == "kb-v1" and answer["confidence"] is not None
@@ -192,3 +198,61 @@ async def test_chat_from_another_machine_needs_a_login_unless_opened(
     async with running_console(database, tmp_path, chat_open=True) as c:
         page = await c.http.get("/console/", headers=forwarded)
         assert page.status_code == 200
+
+
+async def _next_event(lines: Any) -> tuple[str, dict[str, Any]]:
+    """The next server-sent event from an `aiter_lines()` iterator."""
+    fields: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if fields:
+                return fields["event"], json.loads(fields["data"])
+            continue
+        key, _, value = line.partition(": ")
+        fields[key] = value
+    raise AssertionError(f"the stream ended mid-event: {fields}")
+
+
+async def test_the_answer_streams_in_as_the_model_writes_it(database: Database, tmp_path: Path) -> None:
+    async with running_console(database, tmp_path) as c:
+        c.model.gate = asyncio.Event()  # the model stops after two words until the test lets it go
+        request = {"question": "How many days of leave do I get?", "user": "carol"}
+        async with c.http.stream("POST", "/console/api/ask", json=request) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            first = [await asyncio.wait_for(_next_event(lines), 10) for _ in range(3)]
+            # two words are in the browser while the model is still writing; nothing is recorded yet
+            assert first == [
+                ("status", {"stage": "thinking"}),
+                ("delta", {"text": "You"}),
+                ("delta", {"text": " get"}),
+            ]
+            assert _rows(database)[1] == []
+            c.model.gate.set()
+            rest = []
+            while not rest or rest[-1][0] != "answer":
+                rest.append(await asyncio.wait_for(_next_event(lines), 10))
+        deltas = [data["text"] for name, data in first + rest if name == "delta"]
+        answer = rest[-1][1]
+        assert len(deltas) >= 5 and "".join(deltas) == answer["text"] == "You get 27 days of leave a year."
+        _, [row], _, _ = _rows(database)
+        assert (row.id, row.text, row.confidence) == (
+            answer["answer_id"],
+            answer["text"],
+            answer["confidence"],
+        )
+        assert answer["confidence"] is not None and answer["sources"]
+
+
+async def test_a_model_failing_midway_ends_with_a_sentence_and_no_answer_row(
+    database: Database, tmp_path: Path
+) -> None:
+    async with running_console(database, tmp_path) as c:
+        c.model.fail_after = 3
+        response, events = await c.ask("How many days of leave do I get?")
+        names = [name for name, _ in events]
+        assert names == ["status", "delta", "delta", "delta", "error"]
+        assert "can't reach my language model" in events[-1][1]["message"]
+        assert "engine died" not in response.text  # the server's own words stay in the log
+        questions, answers, _, _ = _rows(database)
+        assert len(questions) == 1 and answers == []

@@ -12,7 +12,7 @@ import pytest
 from lora_helpers import make_lora
 from model_servers import NO_VLLM, running_server, vllm_python
 
-from model_server.client import AsyncModelClient, ModelClient
+from model_server.client import AsyncModelClient, ChatResult, ModelClient
 from model_server.errors import AdapterRejected, ModelNotFound
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,32 @@ def test_chat_with_logprobs_and_usage(client: ModelClient) -> None:
 def test_stream_gives_the_same_greedy_text(client: ModelClient) -> None:
     plain = client.chat(QUESTION, model="base", max_tokens=16, logprobs=False).text
     assert "".join(client.stream(QUESTION, model="base", max_tokens=16)) == plain
+
+
+def test_stream_carries_the_logprobs_and_usage_of_the_whole_completion(
+    server: str, client: ModelClient
+) -> None:
+    whole = client.chat(QUESTION, model="base", max_tokens=16)
+    *deltas, result = client.chat_stream(QUESTION, model="base", max_tokens=16)
+    assert len(deltas) >= 2 and all(isinstance(d, str) for d in deltas)
+    assert isinstance(result, ChatResult)
+    assert "".join(deltas) == result.text == whole.text
+    assert (result.model, result.finish_reason) == ("base", whole.finish_reason)
+    assert (result.prompt_tokens, result.completion_tokens) == (whole.prompt_tokens, whole.completion_tokens)
+    assert len(result.token_logprobs) == result.completion_tokens  # one per token, streamed in its chunk
+    assert result.token_logprobs == pytest.approx(whole.token_logprobs, abs=1e-2)
+    assert result.confidence == pytest.approx(whole.confidence, abs=1e-2)
+
+    async def streamed_async() -> list[str | ChatResult]:
+        async_client = AsyncModelClient(server, timeout=300)
+        try:
+            return [item async for item in async_client.chat_stream(QUESTION, model="base", max_tokens=16)]
+        finally:
+            await async_client.aclose()
+
+    *async_deltas, async_result = asyncio.run(streamed_async())
+    assert isinstance(async_result, ChatResult) and "".join(async_deltas) == whole.text
+    assert async_result.token_logprobs == pytest.approx(whole.token_logprobs, abs=1e-2)
 
 
 def test_unknown_model_is_404(client: ModelClient) -> None:

@@ -13,6 +13,8 @@ Routes (element ids / `data-testid`s in brackets are stable: the end-to-end test
                                     and [data-testid=answer-status] saying what was recorded]
     POST /console/api/ask           JSON {"question", "user"?} -> text/event-stream:
                                       event: status  {"stage": "thinking"}
+                                      event: delta   {"text"}  (0 or more: the answer as it is written;
+                                                      the texts add up to the answer's "text")
                                       event: answer  {"answer_id", "question_id", "text", "sources":
                                                       [{"title","source","url","score"}], "adapter",
                                                       "confidence", "covered"}

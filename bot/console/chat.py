@@ -1,8 +1,8 @@
 """The chat page and its three calls: ask (an event stream), vote, suggest a correction.
 
-The pipeline answers in one piece: the answer's confidence, which orders the review queue, comes
-from the whole completion's log-probabilities. So the stream says at once that the question is being
-worked on, and then carries the answer as soon as it is recorded, with its sources and ids.
+The stream says at once that the question is being worked on, then carries the answer's text as
+the model writes it (`delta` events), and last the answer as recorded, with its sources, ids and
+confidence (from the whole completion's log-probabilities) for the vote and correction controls.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bot.console.core import (
     read_json,
 )
 from bot.errors import BotError, EmptyQuestion
-from bot.pipeline import Answer, Question
+from bot.pipeline import Answer, Delta, Question
 from feedback import queries, store
 from feedback.errors import FeedbackError
 
@@ -129,14 +129,17 @@ async def ask(request: web.Request) -> web.StreamResponse:
     deps = console.deps
     async with deps.inflight.track(), _turn(deps.answering):
         try:
-            answer = await deps.pipeline.answer(question)
+            # read to the end even when the page has gone, so the answer is still recorded
+            async for item in deps.pipeline.answer_stream(question):
+                if isinstance(item, Delta):
+                    await _event(response, "delta", {"text": item.text})
+                else:
+                    await _event(response, "answer", _answer_json(item))
         except BotError as exc:
             await _event(response, "error", {"message": exc.user_message})
         except Exception:
             log.exception("console question from %s failed", user)
             await _event(response, "error", {"message": BotError.user_message})
-        else:
-            await _event(response, "answer", _answer_json(answer))
     await response.write_eof()
     return response
 

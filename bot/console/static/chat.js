@@ -1,5 +1,5 @@
-// The console's chat: ask (the answer arrives as a server-sent event stream over fetch), vote,
-// suggest a correction. No libraries: this page must work on a machine with no internet.
+// The console's chat: ask (the answer streams in as server-sent events over fetch: its text as the
+// model writes it, then the recorded answer with sources and ids), vote, suggest a correction. No libraries: this page must work on a machine with no internet.
 "use strict";
 
 (function () {
@@ -131,11 +131,21 @@
         try { data = await response.json(); } catch (e) { data = {}; }
         throw new Error(data.error || "The bot could not take the question; please try again.");
       }
+      const text = card.querySelector("[data-testid=answer-text]");
+      let ended = false;
       for await (const { event: name, data } of events(response)) {
-        if (name === "status") status.textContent = "Searching the documents and writing the answer…";
-        else if (name === "answer") renderAnswer(card, data);
-        else if (name === "error") status.textContent = data.message;
+        if (name === "status") status.textContent = "Searching the documents…";
+        else if (name === "delta") {
+          status.textContent = "Writing the answer…";
+          text.append(data.text);
+        } else if (name === "answer") { renderAnswer(card, data); ended = true; }
+        else if (name === "error") {
+          text.textContent = "";  // a half-written answer was not recorded: nothing to vote on
+          status.textContent = data.message;
+          ended = true;
+        }
       }
+      if (!ended) throw new Error("The connection dropped before the answer was finished; please ask again.");
       questionBox.value = "";
     } catch (error) {
       status.textContent = error.message;
