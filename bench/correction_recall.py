@@ -1,0 +1,224 @@
+"""Correction-recall benchmark: does an approved correction fix the next answer, with no retrain?
+
+    .venv/bin/python bench/correction_recall.py                 # 20 corrections, ~10 minutes on 2 cores
+    .venv/bin/python bench/correction_recall.py --corrections 30
+
+With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind the
+embedded engine (the `chatbot model-server` code path), the sample wiki indexed with MiniLM (a copy
+of data/index, or a fresh ingest), a migrated SQLite store, the answer pipeline, and the review desk
+that `chatbot review` and the Slack buttons use.
+
+1. Ask the sample questions (by id, every split) until `--corrections` of them are answered wrongly
+   (the key fact is missing, `retrain.metrics.has_key_fact`).
+2. Ask their reworded versions: the key-fact rate *before*.
+3. For each, submit a correction (the sample's reference answer) and have a reviewer approve it: the
+   review desk indexes it in the knowledge base at once.
+4. Ask the reworded versions again: the key-fact rate *after*, and how often the reviewed correction
+   was among the cited sources (retrieval) - to tell a retrieval miss from the model ignoring its
+   context. The original wording is asked again too.
+
+Prints the summary and writes bench/results/correction_recall.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from machine import describe  # noqa: E402
+from model_servers import running_server  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from bot.curation import ReviewDesk, ReviewPolicy, correction_title  # noqa: E402
+from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
+from bot.knowledge.evaluate import SAMPLE_DOCS, load_questions  # noqa: E402
+from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
+from chatbot.wiring import token_counter  # noqa: E402
+from feedback import migrate  # noqa: E402
+from feedback.db import Database  # noqa: E402
+from model_server.client import AsyncModelClient  # noqa: E402
+from model_server.prepare import prepare_base_model  # noqa: E402
+from retrain.metrics import has_key_fact  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "correction_recall.json"
+REVIEWER = "bench-reviewer"
+AUTHOR = "bench-author"
+
+
+@dataclass
+class Config:
+    corrections: int = 20  # wrongly answered questions to correct
+    concurrency: int = 4  # questions in flight at once (the engine batches them)
+    index: str = str(REPO / "data" / "index")  # copied, never written; "" ingests the sample wiki afresh
+    data_dir: str = str(REPO / "data")  # where the base model is prepared
+
+
+async def ask_all(pipeline: Pipeline, texts: list[str], concurrency: int, desc: str) -> list[Answer]:
+    gate = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(texts), desc=desc, unit="q")
+
+    async def one(text: str) -> Answer:
+        async with gate:
+            answer = await pipeline.answer(Question(text, platform="cli", user_id=AUTHOR))
+            bar.update()
+            return answer
+
+    try:
+        return list(await asyncio.gather(*(one(t) for t in texts)))
+    finally:
+        bar.close()
+
+
+async def find_wrong(pipeline: Pipeline, cfg: Config) -> tuple[list[dict[str, Any]], list[Answer], int]:
+    """Sample questions answered without their key fact, in id order, `cfg.corrections` of them."""
+    questions = sorted(load_questions(), key=lambda q: q["id"])
+    wrong: list[dict[str, Any]] = []
+    answers: list[Answer] = []
+    asked = 0
+    batch = cfg.concurrency * 2
+    while len(wrong) < cfg.corrections and asked < len(questions):
+        chunk = questions[asked : asked + batch]
+        asked += len(chunk)
+        for q, a in zip(
+            chunk,
+            await ask_all(pipeline, [q["question"] for q in chunk], cfg.concurrency, "screening"),
+            strict=True,
+        ):
+            if not has_key_fact(a.text, q["key_fact"]) and len(wrong) < cfg.corrections:
+                wrong.append(q)
+                answers.append(a)
+    return wrong, answers, asked
+
+
+def rate(answers: list[Answer], questions: list[dict[str, Any]]) -> float:
+    hits = [has_key_fact(a.text, q["key_fact"]) for a, q in zip(answers, questions, strict=True)]
+    return round(sum(hits) / len(hits), 4) if hits else 0.0
+
+
+def cites(answer: Answer, correction_id: int) -> bool:
+    return any(s.title == correction_title(correction_id) for s in answer.sources)
+
+
+async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
+    machine = describe()  # the load average before this run adds its own
+    model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
+    url = f"sqlite:///{workdir / 'chatbot.db'}"
+    migrate.upgrade(url)
+    database = Database(url)
+    index = workdir / "index"
+    embedder = load_embedder(None)
+    if cfg.index and (Path(cfg.index) / "manifest.json").exists():
+        shutil.copytree(cfg.index, index)
+        kb = KnowledgeBase.open(index, embedder)
+    else:
+        kb = KnowledgeBase.open(index, embedder)
+        kb.ingest([SAMPLE_DOCS])
+    desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER]), knowledge=kb)
+
+    started = time.perf_counter()
+    with running_server("transformers", model_dir, workdir / "engine.log") as server:
+        client = AsyncModelClient(server, timeout=300)
+        pipeline = Pipeline(
+            retriever=kb,
+            client=client,
+            model_name=lambda: "base",
+            database=database,
+            count_tokens=token_counter(model_dir),
+        )
+        wrong, first_answers, screened = await find_wrong(pipeline, cfg)
+        reworded = [q["reworded"] for q in wrong]
+        before = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, before")
+
+        corrected = []
+        for q, answer in zip(wrong, first_answers, strict=True):
+            case = desk.submit(answer_id=answer.answer_id or 0, author=AUTHOR, text=q["answer"])
+            outcome = desk.decide(case.correction.id or 0, reviewer=REVIEWER, decision="approve")
+            assert outcome.indexed, "the approved correction was not indexed"
+            corrected.append(case.correction.id or 0)
+
+        after = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, after")
+        original_after = await ask_all(
+            pipeline, [q["question"] for q in wrong], cfg.concurrency, "original, after"
+        )
+        await client.aclose()
+    database.dispose()
+
+    rows = [
+        {
+            "id": q["id"],
+            "question": q["question"],
+            "reworded": q["reworded"],
+            "key_fact": q["key_fact"],
+            "first_answer": a0.text,
+            "before": b.text,
+            "after": a.text,
+            "after_has_key_fact": has_key_fact(a.text, q["key_fact"]),
+            "after_cites_correction": cites(a, cid),
+            "after_sources": [s.title for s in a.sources],
+        }
+        for q, a0, b, a, cid in zip(wrong, first_answers, before, after, corrected, strict=True)
+    ]
+    return {
+        "benchmark": "correction_recall",
+        "machine": machine,
+        "settings": {
+            "corrections": cfg.corrections,
+            "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
+            "embedder": embedder.model_id,
+            "retrain": False,
+        },
+        "screened_questions": screened,
+        "corrected_questions": len(wrong),
+        "key_fact_rate": {
+            "reworded_before": rate(before, wrong),
+            "reworded_after": rate(after, wrong),
+            "original_after": rate(original_after, wrong),
+        },
+        "correction_cited_rate": {
+            "reworded_after": round(
+                sum(cites(a, c) for a, c in zip(after, corrected, strict=True)) / len(wrong), 4
+            )
+            if wrong
+            else 0.0,
+            "original_after": round(
+                sum(cites(a, c) for a, c in zip(original_after, corrected, strict=True)) / len(wrong), 4
+            )
+            if wrong
+            else 0.0,
+        },
+        "target": {"reworded_after": 0.8},
+        "seconds": round(time.perf_counter() - started, 1),
+        "per_question": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corrections", type=int, default=Config.corrections)
+    parser.add_argument("--concurrency", type=int, default=Config.concurrency)
+    parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")
+    args = parser.parse_args()
+    cfg = Config(corrections=args.corrections, concurrency=args.concurrency, index=args.index)
+    with tempfile.TemporaryDirectory(prefix="correction-recall-") as tmp:
+        report = asyncio.run(run(cfg, Path(tmp)))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "per_question"}, indent=2))
+    print(f"saved {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
