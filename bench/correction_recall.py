@@ -17,6 +17,11 @@ that `chatbot review` and the Slack buttons use.
    was among the cited sources (retrieval) - to tell a retrieval miss from the model ignoring its
    context. The original wording is asked again too.
 
+The pipeline is the bot's: a question close enough to an approved correction's question
+(REVIEWED_ANSWER_SIMILARITY, `--reviewed-similarity`) gets the reviewed answer itself, without the
+model; the others are answered by the model with the correction first in its context.
+`--reviewed-similarity 0` measures the model with the correction in its context alone.
+
 Prints the summary and writes bench/results/correction_recall.json.
 """
 
@@ -44,6 +49,8 @@ from bot.curation import ReviewDesk, ReviewPolicy, correction_title  # noqa: E40
 from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
 from bot.knowledge.evaluate import SAMPLE_DOCS, load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
+from bot.reviewed import ReviewedAnswers  # noqa: E402
+from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from feedback import migrate  # noqa: E402
 from feedback.db import Database  # noqa: E402
@@ -62,6 +69,8 @@ class Config:
     concurrency: int = 4  # questions in flight at once (the engine batches them)
     index: str = str(REPO / "data" / "index")  # copied, never written; "" ingests the sample wiki afresh
     data_dir: str = str(REPO / "data")  # where the base model is prepared
+    # REVIEWED_ANSWER_SIMILARITY: its default unless told; 0 leaves every answer to the model
+    reviewed_similarity: float = Settings.model_fields["reviewed_answer_similarity"].default
 
 
 async def ask_all(pipeline: Pipeline, texts: list[str], concurrency: int, desc: str) -> list[Answer]:
@@ -106,6 +115,12 @@ def rate(answers: list[Answer], questions: list[dict[str, Any]]) -> float:
     return round(sum(hits) / len(hits), 4) if hits else 0.0
 
 
+def served(answers: list[Answer], corrections: list[int]) -> float:
+    """How often the answer was the correction itself, as a reviewed answer (no model)."""
+    hits = [a.reviewed_correction_id == c for a, c in zip(answers, corrections, strict=True)]
+    return round(sum(hits) / len(hits), 4) if hits else 0.0
+
+
 def cites(answer: Answer, correction_id: int) -> bool:
     return any(s.title == correction_title(correction_id) for s in answer.sources)
 
@@ -135,6 +150,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             model_name=lambda: "base",
             database=database,
             count_tokens=token_counter(model_dir),
+            reviewed=ReviewedAnswers(database, embedder, threshold=cfg.reviewed_similarity),
         )
         wrong, first_answers, screened = await find_wrong(pipeline, cfg)
         reworded = [q["reworded"] for q in wrong]
@@ -165,6 +181,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "after": a.text,
             "after_has_key_fact": has_key_fact(a.text, q["key_fact"]),
             "after_cites_correction": cites(a, cid),
+            "after_is_reviewed_answer": a.reviewed_correction_id == cid,
             "after_sources": [s.title for s in a.sources],
         }
         for q, a0, b, a, cid in zip(wrong, first_answers, before, after, corrected, strict=True)
@@ -177,6 +194,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
             "embedder": embedder.model_id,
             "retrain": False,
+            "reviewed_answer_similarity": cfg.reviewed_similarity,
         },
         "screened_questions": screened,
         "corrected_questions": len(wrong),
@@ -197,6 +215,10 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             if wrong
             else 0.0,
         },
+        "reviewed_answer_rate": {
+            "reworded_after": served(after, corrected),
+            "original_after": served(original_after, corrected),
+        },
         "target": {"reworded_after": 0.8},
         "seconds": round(time.perf_counter() - started, 1),
         "per_question": rows,
@@ -210,8 +232,19 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=Config.corrections)
     parser.add_argument("--concurrency", type=int, default=Config.concurrency)
     parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")
+    parser.add_argument(
+        "--reviewed-similarity",
+        type=float,
+        default=Config.reviewed_similarity,
+        help="REVIEWED_ANSWER_SIMILARITY (0: no reviewed answers)",
+    )
     args = parser.parse_args()
-    cfg = Config(corrections=args.corrections, concurrency=args.concurrency, index=args.index)
+    cfg = Config(
+        corrections=args.corrections,
+        concurrency=args.concurrency,
+        index=args.index,
+        reviewed_similarity=args.reviewed_similarity,
+    )
     with tempfile.TemporaryDirectory(prefix="correction-recall-") as tmp:
         report = asyncio.run(run(cfg, Path(tmp)))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.errors import AnswerUnavailable, EmptyQuestion
 from bot.prompts import (
@@ -30,6 +30,7 @@ from bot.prompts import (
     approx_tokens,
     build_messages,
 )
+from bot.reviewed import REVIEWED_ADAPTER, ReviewedAnswers, ReviewedMatch
 from feedback import store
 from feedback.db import Database
 from model_server.client import AsyncModelClient, ChatResult
@@ -80,6 +81,7 @@ class Answer:
     timings: dict[str, int] = field(default_factory=dict)
     question_id: int | None = None
     answer_id: int | None = None
+    reviewed_correction_id: int | None = None  # a reviewed answer: this approved correction, verbatim
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class _Prompt:
     passages: Sequence[Passage]  # those that fit in the prompt
     messages: list[dict[str, str]]  # empty when nothing was retrieved: no model call
     retrieved: float
+    reviewed: ReviewedMatch | None = None  # an approved correction answers it: no model call
 
 
 AnswerObserver = Callable[[Question, Answer | None, float], None]
@@ -118,6 +121,9 @@ class Pipeline:
     # Told about every question answered (the answer) or not (None), with the seconds it took:
     # metrics. An observer that raises is logged and never costs the asker their answer.
     observers: list[AnswerObserver] = field(default_factory=list)
+    # Approved corrections: answered verbatim when the question matches one closely enough, else
+    # put first in the context (and withdrawn ones dropped). None leaves retrieval as it is.
+    reviewed: ReviewedAnswers | None = None
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
         if not question.text.strip():
@@ -181,7 +187,12 @@ class Pipeline:
     async def _prompt(self, question: Question, history: Sequence[Turn]) -> _Prompt:
         """Record the question, retrieve its passages and fit them into the model's prompt."""
         question_id = await self._record_question(question)
-        passages = await asyncio.to_thread(self.retriever.search, question.text, self.k)
+        advice = await asyncio.to_thread(self.reviewed.consult, question.text) if self.reviewed else None
+        if advice is not None and advice.match is not None:
+            return _Prompt(question_id, REVIEWED_ADAPTER, [], [], time.perf_counter(), advice.match)
+        passages: Sequence[Passage] = await asyncio.to_thread(self.retriever.search, question.text, self.k)
+        if advice is not None:
+            passages = advice.arrange(passages)
         model = self.model_name()
         retrieved = time.perf_counter()
         if not passages:
@@ -214,13 +225,23 @@ class Pipeline:
 
     async def _finish(self, prompt: _Prompt, result: ChatResult | None, started: float) -> Answer:
         """Record the answer (the prompt exactly as served included) and package it. Without a
-        model's result (nothing retrieved) the answer is the refusal."""
+        model's result the answer is the reviewed one, or the refusal (nothing retrieved)."""
         question_id, model, messages = prompt.question_id, prompt.model, prompt.messages
+        reviewed = prompt.reviewed
         passages = prompt.passages if result is not None else []
         text = result.text.strip() if result is not None else NOT_COVERED.format(fallback=self.style.fallback)
         confidence = result.confidence if result is not None else None
+        cited: list[dict[str, Any]] = [
+            {"id": p.id, "title": p.title, "source": p.source, "url": p.url} for p in passages
+        ]
+        cited_ids = [p.id for p in passages]
+        sources = _sources(passages)
+        if reviewed is not None:
+            text, confidence, cited = reviewed.text(), 1.0, reviewed.sources()
+            cited_ids = reviewed.page_ids()
+            sources = [Source(s["title"], s["source"], s["url"], reviewed.similarity, s["id"]) for s in cited]
         done = time.perf_counter()
-        retrieved = prompt.retrieved if result is not None else done
+        retrieved = prompt.retrieved if result is not None or reviewed is not None else done
         timings = {
             "retrieve_ms": int((retrieved - started) * 1000),
             "generate_ms": int((done - retrieved) * 1000),
@@ -237,25 +258,25 @@ class Pipeline:
                         question_id=question_id,
                         text=text,
                         adapter=model,
-                        passage_ids=[p.id for p in passages],
-                        sources=[
-                            {"id": p.id, "title": p.title, "source": p.source, "url": p.url} for p in passages
-                        ],
+                        passage_ids=cited_ids,
+                        sources=cited,
                         prompt=messages,
                         confidence=confidence,
                         latency_ms=timings["total_ms"],
+                        reviewed_correction_id=reviewed.correction_id if reviewed else None,
                     ).id
 
             answer_id = await asyncio.to_thread(write)
         return Answer(
             text=text,
-            sources=_sources(passages),
+            sources=sources,
             adapter=model,
             confidence=confidence,
-            covered=bool(messages),
+            covered=bool(messages) or reviewed is not None,
             timings=timings,
             question_id=question_id,
             answer_id=answer_id,
+            reviewed_correction_id=reviewed.correction_id if reviewed else None,
         )
 
 

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     correction_recall: bool = Field(
         True, description="Index approved corrections at once, so the next answer uses them."
     )
+    reviewed_answer_similarity: float = Field(
+        0.82,
+        ge=0,
+        le=1,
+        description="How close (cosine) a question must be to an approved correction's question to be "
+        "answered with the reviewed answer itself, no model; 0 turns reviewed answers off.",
+    )
     admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."

@@ -13,6 +13,7 @@ from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
 from bot.pipeline import Pipeline
 from bot.prompts import PromptStyle, TokenCounter
+from bot.reviewed import ReviewedAnswers
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
@@ -66,15 +67,29 @@ def build_pipeline(
     settings: Settings, *, database: Database | None = None, knowledge: KnowledgeBase | None = None
 ) -> Pipeline:
     database = database or open_database(settings)
+    knowledge = knowledge or open_knowledge(settings)
     model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
     return Pipeline(
-        retriever=knowledge or open_knowledge(settings),
+        retriever=knowledge,
         client=AsyncModelClient(settings.model_server_url),
         model_name=active_model(database, settings.served_model_name),
         database=database,
         count_tokens=token_counter(model_dir),
         max_model_len=settings.max_model_len,
         style=prompt_style(settings),
+        reviewed=reviewed_answers(settings, database, knowledge),
+    )
+
+
+def reviewed_answers(settings: Settings, database: Database, knowledge: KnowledgeBase) -> ReviewedAnswers:
+    """Approved corrections as the pipeline uses them: reviewed answers above
+    REVIEWED_ANSWER_SIMILARITY, first in the context below it, neither with CORRECTION_RECALL off.
+    Their questions are embedded with the knowledge base's own embedder."""
+    return ReviewedAnswers(
+        database,
+        knowledge.embedder,
+        threshold=settings.reviewed_answer_similarity,
+        recall=settings.correction_recall,
     )
 
 

@@ -72,6 +72,9 @@ class Answer(SQLModel, table=True):
     # Where the platform shows it: Slack channel + message ts, Teams conversation + activity id.
     reply_channel: str | None = Field(default=None, max_length=128)
     reply_ref: str | None = Field(default=None, max_length=256)
+    # A reviewed answer: the approved correction served verbatim instead of asking the model.
+    # (No foreign key: correction already points at answer, and the cycle buys nothing.)
+    reviewed_correction_id: int | None = Field(default=None, index=True)
     created_at: datetime = _when()
 
 

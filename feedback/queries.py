@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
@@ -267,19 +268,72 @@ def _cases(session: Session, rows: list[tuple[Correction, Answer, Question]]) ->
     in_rows = col(Review.correction_id).in_([c.id for c, _, _ in rows])
     for review in session.exec(select(Review).where(in_rows).order_by(col(Review.id))):
         reviews.setdefault(review.correction_id, []).append(review)
+    # 👎 on the corrected answer, and on the reviewed answers each correction was served as.
     down = (
-        select(Vote.answer_id, func.count())
-        .where(col(Vote.answer_id).in_({a.id for _, a, _ in rows}), col(Vote.value) < 0)
-        .group_by(col(Vote.answer_id))
+        select(Answer.id, Answer.reviewed_correction_id, func.count())
+        .join(Vote, col(Vote.answer_id) == Answer.id)
+        .where(
+            col(Answer.id).in_({a.id for _, a, _ in rows})
+            | col(Answer.reviewed_correction_id).in_({c.id for c, _, _ in rows}),
+            col(Vote.value) < 0,
+        )
+        .group_by(col(Answer.id), col(Answer.reviewed_correction_id))
     )
-    downvotes = {answer_id: int(n) for answer_id, n in session.exec(down)}
+    by_answer: dict[int, int] = {}
+    by_correction: dict[int, int] = {}
+    for answer_id, served_from, n in session.exec(down):
+        by_answer[answer_id or 0] = int(n)
+        if served_from is not None:
+            by_correction[served_from] = by_correction.get(served_from, 0) + int(n)
     return [
         ReviewCase(
             correction=c,
             answer=a,
             question=q,
             reviews=[r for r in reviews.get(c.id or 0, []) if r.review_round == c.review_round],
-            downvotes=downvotes.get(a.id or 0, 0),
+            downvotes=by_answer.get(a.id or 0, 0) + by_correction.get(c.id or 0, 0),
+        )
+        for c, a, q in rows
+    ]
+
+
+@dataclass(frozen=True)
+class LiveCorrection:
+    """An approved correction as the bot serves it: the question it answers, the corrected text,
+    who approved it (this review round) and when, and the pages the corrected answer cited."""
+
+    correction_id: int
+    question: str
+    text: str
+    approved_by: list[str]
+    approved_at: datetime | None
+    sources: list[dict[str, Any]]
+
+
+def live_corrections(session: Session) -> list[LiveCorrection]:
+    """Every approved correction, oldest first: read per question, so a correction withdrawn or
+    rejected in any process stops being served at once."""
+    rows = approved_corrections(session)
+    if not rows:
+        return []
+    approvals: dict[int, list[str]] = {}
+    rounds = {c.id: c.review_round for c, _, _ in rows}
+    stmt = (
+        select(Review)
+        .where(col(Review.correction_id).in_(list(rounds)), Review.decision == "approve")
+        .order_by(col(Review.id))
+    )
+    for review in session.exec(stmt):
+        if review.review_round == rounds[review.correction_id]:
+            approvals.setdefault(review.correction_id, []).append(review.reviewer)
+    return [
+        LiveCorrection(
+            correction_id=c.id or 0,
+            question=q.text,
+            text=c.text,
+            approved_by=approvals.get(c.id or 0, []),
+            approved_at=c.decided_at,
+            sources=list(a.sources),
         )
         for c, a, q in rows
     ]

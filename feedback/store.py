@@ -91,7 +91,9 @@ def record_answer(
     latency_ms: int | None = None,
     prompt: Sequence[dict[str, str]] = (),
     sources: Sequence[dict[str, Any]] = (),
+    reviewed_correction_id: int | None = None,
 ) -> Answer:
+    """`reviewed_correction_id`: the approved correction served as this answer (no model asked)."""
     question = session.get(Question, question_id)
     if question is None:
         raise _refuse(session, errors.InvalidInput(f"There is no question #{question_id}."))
@@ -105,6 +107,7 @@ def record_answer(
         sources=list(sources),
         confidence=confidence,
         latency_ms=latency_ms,
+        reviewed_correction_id=reviewed_correction_id,
     )
     session.add(answer)
     session.commit()
@@ -134,12 +137,16 @@ def record_vote(
     source: str,
     comment: str | None = None,
 ) -> Vote:
-    """One vote per user per answer: a later vote replaces the earlier one."""
+    """One vote per user per answer: a later vote replaces the earlier one. A 👎 on a reviewed
+    answer sends the approved correction it served back for review, in the same transaction."""
     _require(value in (-1, 1), "A vote is +1 or -1.")
     _require(source in VOTE_SOURCES, f"Unknown vote source {source!r}.")
     _require(bool(user_id), "A vote needs a user.")
-    if session.get(Answer, answer_id) is None:
+    answer = session.get(Answer, answer_id)
+    if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
+    if value < 0 and answer.reviewed_correction_id is not None:
+        _dispute(session, answer.reviewed_correction_id, answer_id=answer_id, comment=comment)
     now = utcnow()
     stmt = _insert(session, Vote).values(
         answer_id=answer_id,
@@ -179,10 +186,14 @@ def withdraw_vote(
 
 
 def submit_correction(session: Session, *, answer_id: int, author: str, text: str) -> Correction:
+    """A correction suggested on a reviewed answer also sends the correction it served back."""
     if not text.strip():
         raise errors.EmptyCorrection()
-    if session.get(Answer, answer_id) is None:
+    answer = session.get(Answer, answer_id)
+    if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
+    if answer.reviewed_correction_id is not None:
+        _dispute(session, answer.reviewed_correction_id, answer_id=answer_id, comment=text, corrected=True)
     correction = Correction(answer_id=answer_id, author=author, text=text.strip())
     session.add(correction)
     session.commit()
@@ -265,13 +276,30 @@ def reopen_correction(session: Session, *, correction_id: int, reason: str) -> C
         raise _refuse(
             session, errors.InvalidTransition(f"Correction #{correction_id} was rejected; it stays closed.")
         )
+    _reopen(correction, reason)
+    session.commit()
+    return correction
+
+
+def _reopen(correction: Correction, reason: str) -> None:
     correction.status, correction.decided_at = "pending", None
     correction.review_round += 1
     correction.stale_reason = reason.strip()
     correction.card_channel = correction.card_ref = None  # the old card shows the old round
+
+
+def _dispute(
+    session: Session, correction_id: int, *, answer_id: int, comment: str | None, corrected: bool = False
+) -> None:
+    """Someone found a reviewed answer wrong: its correction stops being served and goes back to
+    the reviewers, with what they said. Committed by the caller, with the vote or correction."""
+    correction = session.get(Correction, correction_id)
+    if correction is None or correction.status != "approved":
+        return
+    said = f": “{comment.strip()[:300]}”" if comment and comment.strip() else "."
+    what = "suggested a correction to" if corrected else "marked 👎"
+    _reopen(correction, f"Someone {what} the reviewed answer it gave (answer #{answer_id}){said}")
     session.add(correction)
-    session.commit()
-    return correction
 
 
 def attach_review_card(session: Session, *, correction_id: int, channel: str, ref: str) -> Correction:
