@@ -56,7 +56,14 @@ def find_vllm_python(configured: str = "") -> Path | None:
     candidate = Path(configured) if configured else DEFAULT_VLLM_PYTHON
     if not candidate.is_file():
         return None
-    probe = subprocess.run([str(candidate), "-c", "import vllm"], capture_output=True, timeout=120)
+    # `make vllm` leaves `.installed` in the environment once vLLM's server module imported there:
+    # then finding the package is enough, instead of importing it (tens of seconds on a small CPU host)
+    # at every start.
+    verified = (candidate.parent.parent / ".installed").is_file()
+    check = "import importlib.util as u, sys; sys.exit(u.find_spec('vllm') is None)"
+    if not verified:
+        check = "import vllm"
+    probe = subprocess.run([str(candidate), "-c", check], capture_output=True, timeout=120)
     # absolute(), not resolve(): a venv's python is a symlink, and following it leaves the venv
     return candidate.absolute() if probe.returncode == 0 else None
 
