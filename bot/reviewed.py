@@ -5,7 +5,7 @@ model (which, at 135M parameters, often ignores even a correction placed in its 
     reviewed = ReviewedAnswers(database, kb.embedder, threshold=0.82)
     advice = reviewed.consult("how many vacation days do we get per year?")
     advice.match          # the reviewed answer to give, or None: ask the model ...
-    advice.arrange(found) # ... with live corrections' passages first, withdrawn ones dropped
+    advice.arrange(found) # ... with the closest correction's passage first, withdrawn ones dropped
 
 Approved corrections are read from SQL on every question (one small query), so a correction
 approved, withdrawn for re-review or rejected in any process counts from the next question on;
@@ -87,13 +87,15 @@ class Advice:
 
     match: ReviewedMatch | None
     live: frozenset[str]  # sources of the approved corrections, "correction:12"
+    closest: str | None = None  # the source of the correction whose question is closest
 
     def arrange(self, passages: Sequence[P]) -> list[P]:
-        """Passages of live corrections first (in rank order), then the rest; passages of
-        corrections no longer approved (or with recall off) are dropped."""
-        corrections = [p for p in passages if p.source.startswith(CORRECTION_SOURCE)]
-        others = [p for p in passages if not p.source.startswith(CORRECTION_SOURCE)]
-        return [p for p in corrections if p.source in self.live] + others
+        """The closest correction's passages first, when retrieved, then the rest in rank order;
+        passages of corrections no longer approved (or with recall off) are dropped. Other
+        questions' corrections keep their rank: put first, they mislead a small model."""
+        kept = [p for p in passages if not p.source.startswith(CORRECTION_SOURCE) or p.source in self.live]
+        first = [p for p in kept if p.source == self.closest]
+        return first + [p for p in kept if p.source != self.closest]
 
 
 class ReviewedAnswers:
@@ -102,7 +104,7 @@ class ReviewedAnswers:
     ) -> None:
         self.database = database
         self.embedder = embedder
-        self.threshold = threshold  # 0 (or less): never a reviewed answer, corrections still first
+        self.threshold = threshold  # 0 (or less): never a reviewed answer, the closest still first
         self.recall = recall
         self._lock = threading.Lock()
         self._vectors: dict[tuple[int, str], np.ndarray] = {}
@@ -114,7 +116,7 @@ class ReviewedAnswers:
         with self.database.reader() as session:
             live = queries.live_corrections(session)
         sources = frozenset(correction_source(c.correction_id) for c in live)
-        if self.threshold <= 0 or not live or not question.strip():
+        if not live or not question.strip():
             return Advice(None, sources)
         matrix = self._matrix(live)
         asked = np.asarray(self.embedder.embed([question.strip()])[0], dtype=np.float32)
@@ -122,8 +124,9 @@ class ReviewedAnswers:
         # The best match; among equals the newest correction, which may refine an older one.
         best = max(range(len(live)), key=lambda i: (round(float(similarities[i]), 6), i))
         similarity = float(similarities[best])
-        match = ReviewedMatch(live[best], similarity) if similarity >= self.threshold else None
-        return Advice(match, sources)
+        served = self.threshold > 0 and similarity >= self.threshold
+        match = ReviewedMatch(live[best], similarity) if served else None
+        return Advice(match, sources, correction_source(live[best].correction_id))
 
     def _matrix(self, live: Sequence[LiveCorrection]) -> np.ndarray:
         """The live corrections' question vectors, one row each; only new questions are embedded."""

@@ -304,3 +304,21 @@ async def test_over_slack_a_reworded_question_gets_the_reviewed_answer_and_a_thu
                 return voted and [k.correction.id for k in queries.review_queue(session)] == [c.id]
 
         await eventually(sent_back)
+
+
+async def test_only_the_closest_correction_goes_first_others_keep_their_rank(setup: Setup) -> None:
+    leave = await setup.corrected()
+    first = await setup.pipeline.answer(Question(SAME_TOPIC))
+    case = setup.desk.submit(
+        answer_id=first.answer_id or 0, author="U1", text="Unused days last until 1 April."
+    )
+    setup.desk.decide(case.correction.id or 0, reviewer="R1", decision="approve")
+    setup.reviewed.threshold = 0  # the model answers: only the context's order is at stake
+
+    answer = await setup.pipeline.answer(Question("Until when can I carry over unused annual leave?"))
+    titles = [s.title for s in answer.sources]
+    assert titles[0] == correction_title(case.correction.id or 0)
+    plain = setup.kb.search("Until when can I carry over unused annual leave?")
+    rank = [p.title for p in plain if p.source != f"correction:{case.correction.id}"]
+    assert titles[1:] == rank  # the other correction (if retrieved) where retrieval put it
+    assert correction_title(leave) in rank and rank[0] != correction_title(leave)  # not moved up
