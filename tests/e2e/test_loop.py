@@ -7,7 +7,8 @@ A question is answered in its thread with sources; a 👎 and two corrections fo
 rejects the first on its review card and approves the second; an admin's `/chatbot retrain` is run by
 the scheduler, which trains a LoRA adapter on that feedback, validates it (the corrected question
 must be answered right by the candidate, from the prompt the question was first served with) and
-promotes it; the next answer comes from the new adapter; `/chatbot rollback` restores the base model.
+promotes it; the corrected question is then answered with the reviewed correction itself, and the next
+question the model answers comes from the new adapter; `/chatbot rollback` restores the base model.
 Ctrl-C (SIGINT to honcho) stops every process of the tree.
 
 Run with `make e2e`: SQLite, the base model prepared once into the test cache, and training bounded
@@ -166,8 +167,11 @@ def test_the_loop_over_slack(stack: Stack, database: Database) -> None:
     assert active.name == "kb-v1" and Path(active.path, "adapter_model.safetensors").is_file()
     assert "Serving: kb-v1" in stack.command("status", user=ADMIN)
 
-    # The next answer comes from the new adapter.
-    again = ask(stack, "U3", QUESTION)
+    # The corrected question itself is answered with the reviewed correction (no model call); the
+    # next question the model answers comes from the new adapter.
+    same = answer_row(database, ask(stack, "U5", QUESTION)["ts"])
+    assert same.adapter == "reviewed" and "26 days" in same.text
+    again = ask(stack, "U3", "When is Larkspur Day?")
     served = answer_row(database, again["ts"])
     assert served.adapter == "kb-v1"
     # ... and U3 likes it with a 👍 reaction (for the quality page's rate per adapter).
@@ -176,7 +180,7 @@ def test_the_loop_over_slack(stack: Stack, database: Database) -> None:
 
     # Rollback: the base model serves again, and answers.
     assert "Rolled back: the base model is serving now (was kb-v1)" in stack.command("rollback", user=ADMIN)
-    after = ask(stack, "U4", "When is Larkspur Day?")
+    after = ask(stack, "U4", "How do I book a desk in the office?")
     assert answer_row(database, after["ts"]).adapter == "base"
 
 
@@ -197,7 +201,7 @@ def test_the_console_in_chromium(stack: Stack, database: Database) -> None:
 
     with chromium() as driver:
         driver.get(f"{stack.bot_url}/")
-        find("#question").send_keys("How many days of annual leave do I get per year?")
+        find("#question").send_keys("Which VPN client do we use?")
         find("#user-name").send_keys("browser-user")
         find("#ask").click()
         card = find("article[data-testid=answer][data-answer-id]", timeout=180)
@@ -213,7 +217,7 @@ def test_the_console_in_chromium(stack: Stack, database: Database) -> None:
         card.find_element(By.CSS_SELECTOR, "[data-testid=suggest-correction]").click()
         box = card.find_element(By.CSS_SELECTOR, "[data-testid=correction-text]")
         box.clear()
-        box.send_keys("Full-time staff get 26 days a year, more after 5 and 10 years of service.")
+        box.send_keys("Our VPN client is Tunnelbird; most tools work without it, through Keyring.")
         card.find_element(By.CSS_SELECTOR, "[data-testid=correction-submit]").click()
         status = card.find_element(By.CSS_SELECTOR, "[data-testid=answer-status]")
         wait("the correction", lambda: "is waiting for a reviewer" in status.text, 30)
