@@ -248,7 +248,7 @@ def test_the_console_in_chromium(stack: Stack, database: Database) -> None:
 def screenshot(driver: Any, name: str) -> None:
     """The whole page: the window stretched to the document's height first."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(int(height) + 40, 6000))
+    driver.set_window_size(1280, min(int(height) + 200, 6000))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / name))
 
