@@ -122,7 +122,7 @@ class Pipeline:
     # metrics. An observer that raises is logged and never costs the asker their answer.
     observers: list[AnswerObserver] = field(default_factory=list)
     # Approved corrections: answered verbatim when the question matches one closely enough, else
-    # put first in the context (and withdrawn ones dropped). None leaves retrieval as it is.
+    # the closest one first in the context (withdrawn ones dropped). None leaves retrieval as is.
     reviewed: ReviewedAnswers | None = None
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
