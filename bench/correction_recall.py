@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -43,24 +42,20 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
 from model_servers import running_server  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 
 from bot.curation import ReviewDesk, ReviewPolicy, correction_title  # noqa: E402
-from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
-from bot.knowledge.evaluate import SAMPLE_DOCS, load_questions  # noqa: E402
-from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
+from bot.knowledge import load_embedder  # noqa: E402
+from bot.knowledge.evaluate import load_questions  # noqa: E402
+from bot.pipeline import Answer, Pipeline  # noqa: E402
 from bot.reviewed import ReviewedAnswers  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
-from feedback import migrate  # noqa: E402
-from feedback.db import Database  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain.metrics import has_key_fact  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "correction_recall.json"
-REVIEWER = "bench-reviewer"
-AUTHOR = "bench-author"
 
 
 @dataclass
@@ -71,43 +66,6 @@ class Config:
     data_dir: str = str(REPO / "data")  # where the base model is prepared
     # REVIEWED_ANSWER_SIMILARITY: its default unless told; 0 leaves every answer to the model
     reviewed_similarity: float = Settings.model_fields["reviewed_answer_similarity"].default
-
-
-async def ask_all(pipeline: Pipeline, texts: list[str], concurrency: int, desc: str) -> list[Answer]:
-    gate = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(texts), desc=desc, unit="q")
-
-    async def one(text: str) -> Answer:
-        async with gate:
-            answer = await pipeline.answer(Question(text, platform="cli", user_id=AUTHOR))
-            bar.update()
-            return answer
-
-    try:
-        return list(await asyncio.gather(*(one(t) for t in texts)))
-    finally:
-        bar.close()
-
-
-async def find_wrong(pipeline: Pipeline, cfg: Config) -> tuple[list[dict[str, Any]], list[Answer], int]:
-    """Sample questions answered without their key fact, in id order, `cfg.corrections` of them."""
-    questions = sorted(load_questions(), key=lambda q: q["id"])
-    wrong: list[dict[str, Any]] = []
-    answers: list[Answer] = []
-    asked = 0
-    batch = cfg.concurrency * 2
-    while len(wrong) < cfg.corrections and asked < len(questions):
-        chunk = questions[asked : asked + batch]
-        asked += len(chunk)
-        for q, a in zip(
-            chunk,
-            await ask_all(pipeline, [q["question"] for q in chunk], cfg.concurrency, "screening"),
-            strict=True,
-        ):
-            if not has_key_fact(a.text, q["key_fact"]) and len(wrong) < cfg.corrections:
-                wrong.append(q)
-                answers.append(a)
-    return wrong, answers, asked
 
 
 def rate(answers: list[Answer], questions: list[dict[str, Any]]) -> float:
@@ -128,17 +86,9 @@ def cites(answer: Answer, correction_id: int) -> bool:
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     machine = describe()  # the load average before this run adds its own
     model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
-    url = f"sqlite:///{workdir / 'chatbot.db'}"
-    migrate.upgrade(url)
-    database = Database(url)
-    index = workdir / "index"
+    database = open_store(workdir)
     embedder = load_embedder(None)
-    if cfg.index and (Path(cfg.index) / "manifest.json").exists():
-        shutil.copytree(cfg.index, index)
-        kb = KnowledgeBase.open(index, embedder)
-    else:
-        kb = KnowledgeBase.open(index, embedder)
-        kb.ingest([SAMPLE_DOCS])
+    kb = open_sample_knowledge(workdir, cfg.index, embedder)
     desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER]), knowledge=kb)
 
     started = time.perf_counter()
@@ -152,7 +102,9 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             count_tokens=token_counter(model_dir),
             reviewed=ReviewedAnswers(database, embedder, threshold=cfg.reviewed_similarity),
         )
-        wrong, first_answers, screened = await find_wrong(pipeline, cfg)
+        wrong, first_answers, screened = await find_wrong(
+            pipeline, load_questions(), wanted=cfg.corrections, concurrency=cfg.concurrency
+        )
         reworded = [q["reworded"] for q in wrong]
         before = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, before")
 

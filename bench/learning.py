@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -45,17 +44,17 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
 from model_servers import running_server  # noqa: E402
+from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from bot.curation import ReviewDesk, ReviewPolicy  # noqa: E402
 from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
-from bot.knowledge.evaluate import SAMPLE_DOCS, load_questions  # noqa: E402
-from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
+from bot.knowledge.evaluate import load_questions  # noqa: E402
+from bot.pipeline import Answer, Pipeline  # noqa: E402
 from bot.prompts import PromptStyle, build_messages  # noqa: E402
 from chatbot.cmd_retrain import sample_key_facts  # noqa: E402
 from chatbot.wiring import active_model, token_counter  # noqa: E402
-from feedback import migrate, store  # noqa: E402
-from feedback.db import Database  # noqa: E402
+from feedback import store  # noqa: E402
 from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain import promote  # noqa: E402
@@ -67,8 +66,6 @@ from retrain.pii import Scrubber  # noqa: E402
 from retrain.train import TrainConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
-REVIEWER = "bench-reviewer"
-AUTHOR = "bench-author"
 MAX_MODEL_LEN = 2048
 
 
@@ -82,39 +79,6 @@ class Config:
     test_limit: int = 0  # 0: the whole test split
     index: str = str(REPO / "data" / "index")
     data_dir: str = str(REPO / "data")
-
-
-async def ask_all(pipeline: Pipeline, texts: Sequence[str], concurrency: int, desc: str) -> list[Answer]:
-    gate = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(texts), desc=desc, unit="q")
-
-    async def one(text: str) -> Answer:
-        async with gate:
-            answer = await pipeline.answer(Question(text, platform="cli", user_id=AUTHOR))
-            bar.update()
-            return answer
-
-    try:
-        return list(await asyncio.gather(*(one(t) for t in texts)))
-    finally:
-        bar.close()
-
-
-async def find_wrong(pipeline: Pipeline, cfg: Config) -> tuple[list[dict[str, Any]], list[Answer], int]:
-    """Train/validation sample questions the base model answers without their key fact."""
-    questions = sorted(load_questions(splits=["train", "validation"]), key=lambda q: q["id"])
-    wrong: list[dict[str, Any]] = []
-    answers: list[Answer] = []
-    asked = 0
-    while len(wrong) < cfg.corrections and asked < len(questions):
-        chunk = questions[asked : asked + cfg.concurrency * 2]
-        asked += len(chunk)
-        got = await ask_all(pipeline, [q["question"] for q in chunk], cfg.concurrency, "screening")
-        for q, a in zip(chunk, got, strict=True):
-            if not has_key_fact(a.text, q["key_fact"]) and len(wrong) < cfg.corrections:
-                wrong.append(q)
-                answers.append(a)
-    return wrong, answers, asked
 
 
 def scores(answers: Sequence[Answer], questions: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -196,17 +160,9 @@ def served_prompt(kb: KnowledgeBase) -> Callable[[str], list[dict[str, str]]]:
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     load_at_start = list(os.getloadavg())
     model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
-    url = f"sqlite:///{workdir / 'chatbot.db'}"
-    migrate.upgrade(url)
-    database = Database(url)
-    index = workdir / "index"
+    database = open_store(workdir)
     embedder = load_embedder(None)
-    if cfg.index and (Path(cfg.index) / "manifest.json").exists():
-        shutil.copytree(cfg.index, index)
-        kb = KnowledgeBase.open(index, embedder)
-    else:
-        kb = KnowledgeBase.open(index, embedder)
-        kb.ingest([SAMPLE_DOCS])
+    kb = open_sample_knowledge(workdir, cfg.index, embedder)
     # correction recall OFF: an approved correction is not indexed, only training can teach it
     desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER], recall=False), knowledge=kb)
     train_cfg = replace(TrainConfig(), epochs=cfg.epochs, max_steps=cfg.max_steps)
@@ -227,7 +183,12 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             count_tokens=count,
         )
         # 1-2: screen, then the "before" figures with the base model
-        wrong, first_answers, screened = await find_wrong(pipeline, cfg)
+        wrong, first_answers, screened = await find_wrong(
+            pipeline,
+            load_questions(splits=["train", "validation"]),
+            wanted=cfg.corrections,
+            concurrency=cfg.concurrency,
+        )
         reworded = [q["reworded"] for q in wrong]
         before_reworded = await ask_all(pipeline, reworded, cfg.concurrency, "reworded, before")
         before_test = await ask_all(pipeline, [q["question"] for q in test], cfg.concurrency, "test, before")
