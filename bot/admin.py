@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
-
 from feedback import queries, store
 from feedback.db import Database
 from feedback.errors import FeedbackError, RunPending
@@ -111,7 +109,7 @@ class AdminCommands:
     def _status(self, _: str) -> AdminReply:
         with self.database.reader() as session:
             active = queries.active_adapter(session)
-            previous = _previous(session)
+            _, previous = queries.rollback_target(session)
             runs = queries.recent_runs(session, limit=RECENT_RUNS)
             votes = queries.votes_by_adapter(session)
             corrections = queries.correction_counts(session)
@@ -134,8 +132,7 @@ class AdminCommands:
     def _adapters(self, _: str) -> AdminReply:
         with self.database.reader() as session:
             rows = queries.list_adapters(session)
-            possible = queries.active_adapter(session) is not None
-            previous = _previous(session)
+            possible, previous = queries.rollback_target(session)
         if not rows:
             return AdminReply("No adapter versions yet: the base model is serving.")
         lines = ["Adapter versions (newest first):"]
@@ -171,17 +168,6 @@ class AdminCommands:
     def _rollback_in_sql(self, actor: str) -> object:
         with self.database.writer() as session:
             return store.rollback_adapter(session, actor=actor, reason="admin command")
-
-
-def _previous(session: Session) -> str | None:
-    """What a rollback would switch to: what served before the active adapter was promoted."""
-    active = queries.active_adapter(session)
-    if active is None:
-        return None
-    for change in queries.adapter_history(session, limit=1000):
-        if change.action == "promote" and change.to_name == active.name:
-            return change.from_name
-    return active.parent
 
 
 # --- formatting shared with the retrain notifier -----------------------------------------------

@@ -47,8 +47,8 @@ def loaded_versions(session: Session, keep: int) -> list[AdapterVersion]:
 
 
 def rollback_target(session: Session) -> tuple[bool, str | None]:
-    """Where a rollback would go: (possible, adapter name or None for the base model). The same
-    choice `store.rollback_adapter` makes: what served before the active adapter was promoted."""
+    """Where a rollback would go: (possible, adapter name or None for the base model): what served
+    before the active adapter was promoted. `store.rollback_adapter` switches to it."""
     current = active_adapter(session)
     if current is None:
         return False, None

@@ -33,7 +33,7 @@ from feedback.models import (
     Vote,
     utcnow,
 )
-from feedback.queries import active_adapter, pending_run
+from feedback.queries import active_adapter, pending_run, rollback_target
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -430,17 +430,11 @@ def activate_adapter(
 
 def rollback_adapter(session: Session, *, actor: str, reason: str | None = None) -> AdapterVersion | None:
     """Go back to whatever was active before the current adapter was promoted."""
-    current = active_adapter(session)
-    if current is None:
+    possible, target = rollback_target(session)
+    if not possible:
         raise _refuse(
             session, errors.InvalidTransition("The base model is serving; there is nothing to roll back.")
         )
-    promoted = session.exec(
-        select(AdapterChange)
-        .where(AdapterChange.action == "promote", AdapterChange.to_name == current.name)
-        .order_by(col(AdapterChange.id).desc())
-    ).first()
-    target = promoted.from_name if promoted else current.parent
     return _switch(session, target=target, actor=actor, action="rollback", reason=reason)
 
 
