@@ -109,7 +109,7 @@ class AdminCommands:
     def _status(self, _: str) -> AdminReply:
         with self.database.reader() as session:
             active = queries.active_adapter(session)
-            _, previous = queries.rollback_target(session)
+            previous = queries.rollback_target(session)[1]
             runs = queries.recent_runs(session, limit=RECENT_RUNS)
             votes = queries.votes_by_adapter(session)
             corrections = queries.correction_counts(session)
