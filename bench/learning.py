@@ -52,12 +52,14 @@ from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline  # noqa: E402
 from bot.prompts import PromptStyle, build_messages  # noqa: E402
-from chatbot.cmd_retrain import sample_key_facts  # noqa: E402
+from chatbot.cmd_retrain import sample_key_facts, train_config  # noqa: E402
+from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import active_model, token_counter  # noqa: E402
 from feedback import store  # noqa: E402
 from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain import promote  # noqa: E402
+from retrain.budget import pick_training  # noqa: E402
 from retrain.dataset import Dataset, Example, Seed, build_dataset  # noqa: E402
 from retrain.gate import GateConfig  # noqa: E402
 from retrain.job import JobConfig, run_retrain  # noqa: E402
@@ -73,8 +75,8 @@ MAX_MODEL_LEN = 2048
 class Config:
     corrections: int = 20
     concurrency: int = 4
-    epochs: float = TrainConfig.epochs
-    max_steps: int = -1
+    epochs: float | None = None  # None: RETRAIN_EPOCHS (the product's setting)
+    max_steps: int | None = None  # None: RETRAIN_MAX_STEPS
     bare_steps: int = 8  # steps of the bare peft loop (enough for a stable tokens/s)
     test_limit: int = 0  # 0: the whole test split
     index: str = str(REPO / "data" / "index")
@@ -165,7 +167,14 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     kb = open_sample_knowledge(workdir, cfg.index, embedder)
     # correction recall OFF: an approved correction is not indexed, only training can teach it
     desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER], recall=False), knowledge=kb)
-    train_cfg = replace(TrainConfig(), epochs=cfg.epochs, max_steps=cfg.max_steps)
+    # What `chatbot retrain` would use: the settings (their defaults unless the environment says
+    # otherwise), with --epochs / --max-steps overriding.
+    settings = Settings()
+    train_cfg = train_config(settings)
+    if cfg.epochs is not None:
+        train_cfg = replace(train_cfg, epochs=cfg.epochs)
+    if cfg.max_steps is not None:
+        train_cfg = replace(train_cfg, max_steps=cfg.max_steps)
     test = load_questions(splits=["test"])
     test = test[: cfg.test_limit] if cfg.test_limit else test
     count = token_counter(model_dir)
@@ -218,7 +227,8 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             base_model_dir=model_dir,
             base_model="smollm2-135m-instruct",
             train=train_cfg,
-            gate=GateConfig(),
+            max_examples=settings.retrain_max_examples,
+            gate=GateConfig(margin=settings.gate_margin),
         )
         with database.writer() as session:
             queued = store.queue_run(session, trigger="cli", requested_by="bench")
@@ -247,7 +257,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         await client.aclose()
 
     # 6: a bare peft loop on the same training examples, same process, for throughput
-    training_examples = dataset().split("train")
+    training_examples, _ = pick_training(dataset().split("train"), job.max_examples)
     bare = bare_peft_tokens_per_s(model_dir, training_examples, train_cfg, cfg.bare_steps)
     database.dispose()
 
@@ -276,6 +286,8 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
             "correction_recall": False,
             "train_config": {k: v for k, v in vars(train_cfg).items() if k != "target_modules"},
+            "target_modules": list(train_cfg.target_modules),
+            "max_examples": job.max_examples,
             "gate_margin": job.gate.margin,
             "test_questions": len(test),
         },
@@ -330,8 +342,8 @@ def main() -> None:
     )
     parser.add_argument("--corrections", type=int, default=Config.corrections)
     parser.add_argument("--concurrency", type=int, default=Config.concurrency)
-    parser.add_argument("--epochs", type=float, default=Config.epochs)
-    parser.add_argument("--max-steps", type=int, default=Config.max_steps)
+    parser.add_argument("--epochs", type=float, default=None, help="default: RETRAIN_EPOCHS")
+    parser.add_argument("--max-steps", type=int, default=None, help="default: RETRAIN_MAX_STEPS")
     parser.add_argument("--bare-steps", type=int, default=Config.bare_steps)
     parser.add_argument("--test-limit", type=int, default=Config.test_limit, help="first N test questions")
     parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")

@@ -41,6 +41,7 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
         served_model_name=settings.served_model_name,
         max_lora_rank=settings.max_lora_rank,
         keep_loaded=settings.keep_loaded_adapters,
+        max_examples=settings.retrain_max_examples,
         train=train or train_config(settings),
         gate=GateConfig(margin=settings.gate_margin),
         progress=progress,
@@ -48,12 +49,14 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
 
 
 def train_config(settings: Settings) -> TrainConfig:
-    """LoRA training as the settings bound it (RETRAIN_EPOCHS, RETRAIN_MAX_STEPS, RETRAIN_LEARNING_RATE)."""
+    """LoRA training as the settings bound it (RETRAIN_EPOCHS, RETRAIN_MAX_STEPS, RETRAIN_LEARNING_RATE,
+    RETRAIN_TRAIN_MINUTES)."""
     return replace(
         TrainConfig(),
         epochs=settings.retrain_epochs,
         max_steps=settings.retrain_max_steps,
         learning_rate=settings.retrain_learning_rate,
+        time_budget_s=settings.retrain_train_minutes * 60,
     )
 
 

@@ -128,7 +128,16 @@ class Settings(BaseSettings):
     retrain_max_steps: int = Field(
         -1, ge=-1, description="Stop a retrain's training after this many steps; -1 means all epochs."
     )
-    retrain_learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate of a retrain's LoRA.")
+    retrain_learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate of a retrain's LoRA.")
+    retrain_max_examples: int = Field(
+        32,
+        ge=0,
+        description="Training examples per retrain: corrections and liked answers first, the sample "
+        "question set fills the rest; 0 means all.",
+    )
+    retrain_train_minutes: float = Field(
+        8.0, ge=0, description="Training stops after the last step that fits in this time; 0 means no limit."
+    )
     adapter_name: str = Field("kb", description="Prefix of adapter versions (`kb-v1`, `kb-v2`, ...).")
     keep_loaded_adapters: int = Field(
         2, ge=1, description="Adapter versions kept loaded in the model server (active and previous)."

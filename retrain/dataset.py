@@ -6,9 +6,10 @@ retrieved then, thread history, the question) plus the target answer:
   - answers with a positive vote balance and no open or approved correction (target: the answer);
   - answers with a negative balance: kept only as undesirable examples for KTO;
   - the sample question set: its train split for training, its validation split for validation.
+Corrections always go to the train split; the others split on a stable hash of the example id.
 People who opted out are excluded; personal data is scrubbed (contacts published in the served
 documents are kept); exact duplicates and examples over
-the length limit are dropped and counted; the split is a stable hash of the example id.
+the length limit are dropped and counted.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ def build_dataset(
                 prompt=answer.prompt,
                 completion=correction.text,
                 rejected=answer.text,
-                split=stable_split(example_id, validation_share),
+                # Always trained on: the gate checks every correction separately, and a
+                # correction held out for validation would never be learnt.
+                split="train",
             )
         )
         answer_ids.append(answer.id or 0)

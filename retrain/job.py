@@ -45,6 +45,7 @@ from feedback.models import AdapterVersion
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError, ModelServerUnavailable
 from retrain import gate, promote, registry
+from retrain.budget import pick_training
 from retrain.dataset import Dataset
 from retrain.errors import RetrainError
 from retrain.train import TrainConfig, TrainResult, make_trainer, reference_loss, run_trainer
@@ -63,6 +64,7 @@ class JobConfig:
     keep_loaded: int = 2  # KEEP_LOADED_ADAPTERS
     actor: str = "retrain"  # recorded as who promoted a passing candidate
     train: TrainConfig = field(default_factory=TrainConfig)
+    max_examples: int = 0  # RETRAIN_MAX_EXAMPLES: training examples per run, feedback first (0: all)
     gate: gate.GateConfig = field(default_factory=gate.GateConfig)
     progress: bool = True
 
@@ -180,7 +182,10 @@ class _Job:
             "feedback_range": {**high_water, **data.feedback_range},
         }
         self.figures["live"] = {"adapter": live.name if live else None}
-        train, validation = data.split("train"), data.split("validation")
+        train, left_out = pick_training(data.split("train"), cfg.max_examples)
+        validation = data.split("validation")
+        if left_out:
+            self.figures["dataset"]["left_out_by_budget"] = left_out
         if not train:
             raise _Stopped("There are no training examples yet.")
         if live is not None and live.dataset_hash == data.hash:
@@ -261,6 +266,8 @@ class _Job:
             "live_eval_loss": round(live_loss, 4) if live_loss is not None else None,
             "trained_tokens": result.trained_tokens,
             "train_seconds": round(result.seconds, 2),
+            "planned_steps": result.planned_steps,
+            "stopped_by_budget": result.stopped_by_budget,
             "tokens_per_s": round(result.tokens_per_s, 1),
             "examples": {"train": len(train), "validation": len(validation)},
         }

@@ -25,6 +25,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from retrain.budget import StopAtTimeBudget
 from retrain.dataset import Example
 from retrain.errors import TrainingFailed
 
@@ -46,14 +47,21 @@ class TrainConfig:
     rank: int = field(default=8, metadata={"help": "LoRA rank; must not exceed the server's MAX_LORA_RANK."})
     alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (alpha / rank)."})
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    # Attention and MLP: facts a correction teaches live in the MLP as much as anywhere; vLLM serves
+    # LoRA on every one of these (gate_proj and up_proj as its packed gate_up_proj).
     target_modules: tuple[str, ...] = field(
-        default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "Layers that get adapters."}
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        metadata={"help": "Layers that get adapters."},
     )
-    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate (linear decay)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (linear decay)."})
     epochs: float = field(default=3.0, metadata={"help": "Passes over the training split."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per optimiser step."})
+    # Small batches: more optimiser steps from the few examples a retrain has, and less padding.
+    batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens per example; longer ones are cut."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps (-1: all epochs)."})
+    time_budget_s: float = field(
+        default=0.0, metadata={"help": "Stop after the last step that fits in this many seconds (0: none)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and shuffling."})
 
 
@@ -66,6 +74,8 @@ class TrainResult:
     trained_tokens: int
     seconds: float
     log_history: list[dict[str, Any]]
+    planned_steps: int = 0
+    stopped_by_budget: bool = False
 
     @property
     def tokens_per_s(self) -> float:
@@ -144,7 +154,7 @@ def make_trainer(
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[StopOnNaN()],
+        callbacks=[StopOnNaN(), StopAtTimeBudget(cfg.time_budget_s)],
     )
 
 
@@ -173,6 +183,7 @@ def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainRe
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
+    budget = next((c for c in trainer.callback_handler.callbacks if isinstance(c, StopAtTimeBudget)), None)
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     if not math.isfinite(output.training_loss):
         raise TrainingFailed(f"Training diverged (loss {output.training_loss}).")
@@ -188,6 +199,8 @@ def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainRe
         trained_tokens=int(tokens_per_epoch * trainer.state.global_step / steps_per_epoch),
         seconds=seconds,
         log_history=list(trainer.state.log_history),
+        planned_steps=int(trainer.state.max_steps),
+        stopped_by_budget=budget is not None and budget.stopped_at_step is not None,
     )
 
 

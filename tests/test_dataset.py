@@ -73,6 +73,7 @@ def test_examples_come_from_corrections_votes_and_seeds(database: Database) -> N
         "You get 20 days.",
     )
     assert correction.prompt == served("How many leave days?")  # the conversation as it was served
+    assert correction.split == "train"  # never held out: a held-out correction would not be learnt
     assert by_id[f"answer:{liked}"].label is True and by_id[f"answer:{disliked}"].label is False
     assert f"answer:{corrected}" not in by_id and f"answer:{pending}" not in by_id
     assert by_id["sample:it-004"].split == "validation" and "sample:it-009" not in by_id
