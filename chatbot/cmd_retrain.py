@@ -21,11 +21,13 @@ from chatbot.settings import Settings
 from chatbot.wiring import open_database
 from feedback import queries, store
 from feedback.db import Database
+from feedback.models import utcnow
 from model_server.client import ModelClient
 from model_server.prepare import prepare_base_model
 from retrain import promote
 from retrain.gate import GateConfig, question_key
 from retrain.job import JobConfig, RetrainOutcome, run_retrain
+from retrain.schedule import STALE_AFTER
 from retrain.train import TrainConfig
 
 RetrainFn = Callable[..., RetrainOutcome]
@@ -113,6 +115,9 @@ def retrain_command(actor: str | None, max_steps: int | None, epochs: float | No
     if epochs is not None:
         train = replace(train, epochs=epochs)
     with database.writer() as session:
+        # A run left `running` by a killed process would refuse this one (and every later one).
+        for stale in store.reap_stale_runs(session, older_than=utcnow() - STALE_AFTER):
+            click.echo(f"Run #{stale} had stopped without finishing (its process is gone): recorded failed.")
         run = store.queue_run(session, trigger="cli", requested_by=_actor(actor))
     assert run.id is not None
     click.echo(f"Retrain run #{run.id} started.")

@@ -207,6 +207,9 @@ class RetrainRun(SQLModel, table=True):
     created_at: datetime = _when()
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Moved forward every few seconds while the run works (retrain.heartbeat); a running run
+    # silent for too long was abandoned (its process killed) and is reaped (store.reap_stale_runs).
+    heartbeat_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class SchedulerJob(SQLModel, table=True):

@@ -6,11 +6,12 @@ Pass a session from `Database.writer()`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import and_, delete, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,6 +35,8 @@ from feedback.models import (
     utcnow,
 )
 from feedback.queries import active_adapter, pending_run, rollback_target
+
+log = logging.getLogger(__name__)
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -478,7 +481,8 @@ def start_run(session: Session, *, run_id: int) -> RetrainRun:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "queued":
         raise _refuse(session, errors.InvalidTransition(f"Run #{run_id} is {run.status}, not queued."))
-    run.status, run.started_at = "running", utcnow()
+    run.status = "running"
+    run.started_at = run.heartbeat_at = utcnow()
     session.add(run)
     try:
         session.commit()
@@ -486,6 +490,59 @@ def start_run(session: Session, *, run_id: int) -> RetrainRun:
         session.rollback()
         raise errors.RunInProgress() from None
     return run
+
+
+def beat_run(session: Session, *, run_id: int) -> bool:
+    """A running run shows it is alive; False once it is no longer running (finished, or reaped)."""
+    result = session.execute(
+        update(RetrainRun)
+        .where(col(RetrainRun.id) == run_id, col(RetrainRun.status) == "running")
+        .values(heartbeat_at=utcnow())
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reap_stale_runs(session: Session, *, older_than: datetime) -> list[int]:
+    """Record as failed every running run with no heartbeat since `older_than` (its process was
+    killed or its machine died), which frees the one-running-run slot; the ids reaped.
+
+    Runs from before heartbeats existed count from their start. The update repeats the staleness
+    test, so a beat that lands between the select and the update keeps its run alive."""
+    silent = or_(
+        col(RetrainRun.heartbeat_at) < older_than,
+        and_(col(RetrainRun.heartbeat_at).is_(None), col(RetrainRun.started_at) < older_than),
+    )
+    stale = session.execute(
+        select(RetrainRun.id, RetrainRun.heartbeat_at, RetrainRun.started_at, RetrainRun.created_at)
+        .where(RetrainRun.status == "running", silent)
+        .order_by(col(RetrainRun.id))
+    ).all()
+    reaped: list[int] = []
+    now = utcnow()
+    for run_id, heartbeat_at, started_at, created_at in stale:
+        error = (
+            "The process running this retrain stopped without finishing it (no sign of life since "
+            f"{_utc_minute(heartbeat_at or started_at or created_at)}); the active adapter kept "
+            "serving. Queue the run again."
+        )
+        result = session.execute(
+            update(RetrainRun)
+            .where(col(RetrainRun.id) == run_id, col(RetrainRun.status) == "running", silent)
+            .values(status="failed", finished_at=now, error=error)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            reaped.append(run_id)
+            log.warning("retrain run #%d reaped: %s", run_id, error)
+    session.commit()
+    return reaped
+
+
+def _utc_minute(when: datetime) -> str:
+    """SQLite gives datetimes back without their zone; every one stored here is UTC."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def withdraw_run(session: Session, *, run_id: int) -> bool:

@@ -48,6 +48,7 @@ from retrain import gate, promote, registry
 from retrain.budget import pick_training
 from retrain.dataset import Dataset
 from retrain.errors import RetrainError
+from retrain.heartbeat import beating
 from retrain.train import TrainConfig, TrainResult, make_trainer, reference_loss, run_trainer
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class JobConfig:
     max_examples: int = 0  # RETRAIN_MAX_EXAMPLES: training examples per run, feedback first (0: all)
     gate: gate.GateConfig = field(default_factory=gate.GateConfig)
     progress: bool = True
+    heartbeat_s: float = 30.0  # how often a running run shows it is alive (retrain.heartbeat)
 
 
 @dataclass
@@ -96,17 +98,19 @@ def run_retrain(
     with database.writer() as session:
         store.start_run(session, run_id=run_id)
     job = _Job(config, database, client, run_id, key_facts or {}, callbacks)
-    try:
-        outcome = job.run(dataset)
-    except _Stopped as stop:
-        outcome = job.outcome("skipped", str(stop))
-    except Exception as exc:
-        log.error("retrain run #%d failed", run_id, exc_info=True)
-        job.discard()
-        outcome = job.outcome("failed", failure_reason(exc))
-    finally:
-        if job.work_dir is not None:  # the trainer's scratch folder
-            shutil.rmtree(job.work_dir, ignore_errors=True)
+    # If this process is killed the beats stop, and the scheduler reaps the run it left `running`.
+    with beating(database, run_id, config.heartbeat_s):
+        try:
+            outcome = job.run(dataset)
+        except _Stopped as stop:
+            outcome = job.outcome("skipped", str(stop))
+        except Exception as exc:
+            log.error("retrain run #%d failed", run_id, exc_info=True)
+            job.discard()
+            outcome = job.outcome("failed", failure_reason(exc))
+        finally:
+            if job.work_dir is not None:  # the trainer's scratch folder
+                shutil.rmtree(job.work_dir, ignore_errors=True)
     with database.writer() as session:
         store.finish_run(
             session,

@@ -12,7 +12,8 @@ Jobs (their ids in the `apscheduler_jobs` table):
 One retrain runs at a time across every process sharing the database: `store.start_run` (inside
 the retrain callable) refuses a second one, and the loser leaves the run for whoever holds it. A
 retrain that raises is recorded `failed` with its reason and the scheduler keeps going; after
-each run `notify` (the admin channel) gets the run as recorded.
+each run `notify` (the admin channel) gets the run as recorded. A run whose process was killed
+(no heartbeat for `stale_after`) is recorded `failed` and reported before either retrain job runs.
 
 APScheduler stores a job as a reference to a module-level function, so the job functions here take
 no arguments and work with the `Jobs` this process installed with `build_scheduler`.
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 JOB_TABLE = "apscheduler_jobs"
 POLL_SECONDS = 30
 KEEP_EVENTS = timedelta(days=3)
+# Ten missed heartbeats (retrain.heartbeat beats every 30 s): the run's process is gone.
+STALE_AFTER = timedelta(minutes=5)
 CRON_FIELDS = (
     ("minute", "minute"),
     ("hour", "hour"),
@@ -79,6 +82,7 @@ class Jobs:
     notify: Notify | None = None
     min_examples: int = 20
     keep_events: timedelta = KEEP_EVENTS
+    stale_after: timedelta = STALE_AFTER  # a running run silent this long was abandoned
     running: set[int] = field(default_factory=set)  # runs this process is working on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -86,6 +90,7 @@ class Jobs:
 
     def scheduled_retrain(self) -> RetrainRun | None:
         """Queue and run a retrain if enough was taught since the last one; the run, or None."""
+        self.reap_stale()
         with self.database.reader() as session:
             last = queries.last_completed_run(session)
             since = last.started_at if last else None
@@ -109,6 +114,7 @@ class Jobs:
 
     def run_queued(self) -> list[RetrainRun]:
         """Run the queued retrains, oldest first, while the slot is free; the runs finished here."""
+        self.reap_stale()
         done: list[RetrainRun] = []
         with self.database.reader() as session:
             queued = [run.id for run in queries.queued_runs(session) if run.id is not None]
@@ -120,6 +126,18 @@ class Jobs:
             if finished is not None:
                 done.append(finished)
         return done
+
+    def reap_stale(self) -> list[int]:
+        """Fail the running runs whose process died without finishing them (no heartbeat for
+        `stale_after`), so they stop blocking every later run; each is reported like any other."""
+        with self.database.writer() as session:
+            reaped = store.reap_stale_runs(session, older_than=utcnow() - self.stale_after)
+        for run_id in reaped:
+            with self.database.reader() as session:
+                run = session.get(RetrainRun, run_id)
+            if run is not None:
+                self._notify(run, None)
+        return reaped
 
     def prune_events(self) -> int:
         with self.database.writer() as session:

@@ -89,3 +89,15 @@ def scheduler_process(url: str, log_file: str, seconds: float, stop_after: float
     time.sleep(stop_after)
     scheduler.shutdown(wait=True)
     database.dispose()
+
+
+def abandoned_run(url: str, run_id: int, every_s: float) -> None:
+    """Start the queued run and keep its heartbeat going until this process is killed, as a
+    retrain does while it trains (for the SIGKILL test)."""
+    from retrain.heartbeat import beating
+
+    database = Database(url)
+    with database.writer() as session:
+        store.start_run(session, run_id=run_id)
+    with beating(database, run_id, every_s):
+        time.sleep(600)
