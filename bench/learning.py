@@ -65,7 +65,7 @@ from retrain.gate import GateConfig  # noqa: E402
 from retrain.job import JobConfig, run_retrain  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
 from retrain.pii import Scrubber  # noqa: E402
-from retrain.train import TrainConfig  # noqa: E402
+from retrain.train import TrainConfig, lora_config  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
 MAX_MODEL_LEN = 2048
@@ -96,21 +96,13 @@ def bare_peft_tokens_per_s(
 ) -> float:
     """A plain peft + AdamW loop on the same examples (answer-only labels, same batch size)."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(cfg.seed)
     tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
     base: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    lora = LoraConfig(
-        r=cfg.rank,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model: Any = get_peft_model(base, lora)
+    model: Any = get_peft_model(base, lora_config(cfg))  # the very LoRA the trainer gets
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
 

@@ -35,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingFailed",
+    "lora_config",
     "make_trainer",
     "reference_loss",
     "run_trainer",
@@ -113,16 +114,7 @@ def make_trainer(
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
 
-    # Only what vLLM serves: plain LoRA, nothing saved besides the adapter weights.
-    lora = LoraConfig(
-        r=cfg.rank,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-        use_dora=False,
-    )
+    lora = lora_config(cfg)
     args = SFTConfig(
         output_dir=str(out_dir.with_name(out_dir.name + ".work")),
         per_device_train_batch_size=cfg.batch_size,
@@ -155,6 +147,19 @@ def make_trainer(
         processing_class=tokenizer,
         peft_config=lora,
         callbacks=[StopOnNaN(), StopAtTimeBudget(cfg.time_budget_s)],
+    )
+
+
+def lora_config(cfg: TrainConfig) -> LoraConfig:
+    """Only what vLLM serves: plain LoRA, nothing saved besides the adapter weights."""
+    return LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+        use_dora=False,
     )
 
 
