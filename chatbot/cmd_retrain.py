@@ -52,9 +52,11 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
 
 def train_config(settings: Settings) -> TrainConfig:
     """LoRA training as the settings bound it (RETRAIN_EPOCHS, RETRAIN_MAX_STEPS, RETRAIN_LEARNING_RATE,
-    RETRAIN_TRAIN_MINUTES)."""
+    RETRAIN_TRAIN_MINUTES). Examples are as long as the dataset lets them be (MAX_MODEL_LEN): a shorter
+    limit would cut the answer off the end of a long served conversation."""
     return replace(
         TrainConfig(),
+        max_length=settings.max_model_len,
         epochs=settings.retrain_epochs,
         max_steps=settings.retrain_max_steps,
         learning_rate=settings.retrain_learning_rate,
