@@ -28,8 +28,10 @@ from slack_sdk.errors import SlackApiError
 from bot import console as web_console
 from bot.banner import SlackSignIn, banner
 from bot.metrics import BotMetrics
+from bot.review_news import slack_news, teams_news, together
 from bot.slack import Deps, Inflight, Records, build_slack_app
 from bot.slack.listeners.review import post_missing_cards
+from bot.slack.review_notify import web_client
 from bot.teams import TeamsDeps, TeamsEndpoint
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
@@ -169,6 +171,15 @@ async def application(settings: Settings) -> web.Application:
     deps.admin = admin_commands(settings, database)
     metrics = BotMetrics(database, base_name=settings.served_model_name)
     pipeline.observers.append(metrics.observe_answer)
+    teams = _teams(settings, deps, database)
+    # Who hears of a review decision: a Teams author wherever it was taken; the Slack card and a
+    # Slack author also when the console took it (Slack's own cards tell those themselves).
+    teams_told = None if teams is None else teams_news(teams.adapter, app_id=teams.deps.app_id)
+    deps.tell_elsewhere = teams_told
+    slack_told = None
+    if bot_token:
+        client = web_client(bot_token=bot_token, api_url=settings.slack_api_url)
+        slack_told = slack_news(client, approvals_required=review.policy.approvals_required)
     console = web_console.ConsoleDeps(
         pipeline=pipeline,
         database=database,
@@ -179,6 +190,7 @@ async def application(settings: Settings) -> web.Application:
         chat_open=settings.console_chat_open,
         inflight=deps.inflight,
         answering=deps.answering,
+        on_decided=together(slack_told, teams_told),
     )
     slack, session = None, None
     if bot_token:
@@ -190,7 +202,6 @@ async def application(settings: Settings) -> web.Application:
             api_url=settings.slack_api_url,
             session=session,
         )
-    teams = _teams(settings, deps, database)
     app = build_app(
         slack=slack,
         teams=teams,

@@ -7,11 +7,14 @@
     chatbot review --reject 12 --reason "..." --as U024BE7LH
     chatbot review --reindex                           # index every approved correction again
 
-`--as` is your reviewer id as REVIEWERS (or ADMIN_USERS) lists it; anyone else is refused.
+`--as` is your reviewer id as REVIEWERS (or ADMIN_USERS) lists it; anyone else is refused. Each
+decision is told as a click on the Slack card would tell it: the card is updated (SLACK_BOT_TOKEN) and
+the author sent a note in Slack, or in Teams if they suggested the correction there.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 
 import click
@@ -94,6 +97,45 @@ def slack_notifier(settings: Settings) -> Notify:
     return notify
 
 
+def teams_notifier(settings: Settings) -> Notify:
+    """Each decision on a correction suggested in Teams is told to its author there (`tell_teams`),
+    through a Bot Framework adapter made from MICROSOFT_APP_ID and its password, as the bot's own."""
+
+    def notify(outcome: Outcome) -> None:
+        from bot.teams.endpoint import build_adapter
+        from bot.teams.review_notify import concerns_teams, tell_teams
+
+        if not concerns_teams(outcome):
+            return
+
+        async def tell() -> str | None:
+            adapter = build_adapter(
+                app_id=settings.microsoft_app_id,
+                app_password=settings.microsoft_app_password.get_secret_value(),
+                tenant_id=settings.microsoft_app_tenant_id,
+            )
+            return await tell_teams(adapter, outcome, app_id=settings.microsoft_app_id)
+
+        problem = asyncio.run(tell())
+        if problem:
+            click.echo(
+                f"The decision is recorded, but its author was not told in Teams ({problem}).", err=True
+            )
+
+    return notify
+
+
+def notifier(settings: Settings) -> Notify:
+    """The people a decision concerns: the Slack card and a Slack author, or a Teams author."""
+    told = (slack_notifier(settings), teams_notifier(settings))
+
+    def notify(outcome: Outcome) -> None:
+        for tell in told:
+            tell(outcome)
+
+    return notify
+
+
 def _decide(
     desk: ReviewDesk, notify: Notify, correction_id: int, reviewer: str, decision: str, **extra: str | None
 ) -> None:
@@ -158,7 +200,7 @@ def review(
         _print_queue(desk, required)
         return
     reviewer = _reviewer(desk, user)
-    notify = slack_notifier(settings)
+    notify = notifier(settings)
     if approve_id is not None:
         _decide(desk, notify, approve_id, reviewer, "approve")
     elif edit_id is not None:

@@ -112,6 +112,12 @@ class Correction(SQLModel, table=True):
     # The review card in the review channel (Slack channel id and message ts), to update it.
     card_channel: str | None = Field(default=None, max_length=128)
     card_ref: str | None = Field(default=None, max_length=64)
+    # Where to tell the author about the decision, on a platform that cannot simply message a user
+    # id: for Teams, the conversation reference (as botbuilder serializes it) of the chat the
+    # correction came from. None elsewhere (Slack opens a DM with the author's id).
+    author_conversation: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class Review(SQLModel, table=True):

@@ -188,8 +188,17 @@ def withdraw_vote(
 # --- corrections and reviews -----------------------------------------------------------------
 
 
-def submit_correction(session: Session, *, answer_id: int, author: str, text: str) -> Correction:
-    """A correction suggested on a reviewed answer also sends the correction it served back."""
+def submit_correction(
+    session: Session,
+    *,
+    answer_id: int,
+    author: str,
+    text: str,
+    author_conversation: dict[str, Any] | None = None,
+) -> Correction:
+    """A correction suggested on a reviewed answer also sends the correction it served back.
+    `author_conversation`: where the author is told about the decision, where a platform needs
+    more than their id for that (Teams: the conversation reference of their chat)."""
     if not text.strip():
         raise errors.EmptyCorrection()
     answer = session.get(Answer, answer_id)
@@ -197,7 +206,9 @@ def submit_correction(session: Session, *, answer_id: int, author: str, text: st
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if answer.reviewed_correction_id is not None:
         _dispute(session, answer.reviewed_correction_id, answer_id=answer_id, comment=text, corrected=True)
-    correction = Correction(answer_id=answer_id, author=author, text=text.strip())
+    correction = Correction(
+        answer_id=answer_id, author=author, text=text.strip(), author_conversation=author_conversation
+    )
     session.add(correction)
     session.commit()
     return correction

@@ -19,6 +19,7 @@ from bot.console import ConsoleDeps
 from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.metrics import BotMetrics
+from bot.review_news import Tell
 from bot.server import build_app
 from bot.slack import Records
 from feedback.db import Database
@@ -78,7 +79,9 @@ async def running_console(
     chat_open: bool = False,
     reviewers: tuple[str, ...] = ("R1",),
     approvals_required: int = 1,
+    on_decided: Tell | None = None,
 ) -> AsyncIterator[Console]:
+    """`on_decided`: who is told about review decisions (`bot.review_news`); by default nobody."""
     model = FakeModel()
     slack_deps = make_deps(database, model)
     knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
@@ -98,6 +101,7 @@ async def running_console(
         admin_token=admin_token,
         chat_open=chat_open,
         inflight=slack_deps.inflight,
+        on_decided=on_decided,
     )
     app = build_app(inflight=slack_deps.inflight, metrics=metrics, console=deps)
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:

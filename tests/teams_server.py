@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from botbuilder.integration.aiohttp import CloudAdapter
 from slack_server import FakeModel, FakePassage, make_deps, migrated_database, serving
 
 from bot.admin import AdminCommands
@@ -333,6 +334,7 @@ class TeamsBot:
     model: FakeModel
     deps: TeamsDeps
     http: httpx.AsyncClient = field(repr=False)
+    adapter: CloudAdapter = field(repr=False)  # the endpoint's, for proactive turns a test starts
 
     @property
     def service_url(self) -> str:
@@ -402,7 +404,7 @@ async def running_teams_bot(
             serving(build_app(teams=endpoint, inflight=deps.inflight)) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as http,
         ):
-            bot = TeamsBot(url, connector, database, model, deps, http)
+            bot = TeamsBot(url, connector, database, model, deps, http, endpoint.adapter)
             yield bot
             await bot.settled()
         await deps.pipeline.client.aclose()

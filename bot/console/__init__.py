@@ -29,7 +29,8 @@ Routes (element ids / `data-testid`s in brackets are stable: the end-to-end test
     GET  /console/review            admin: the correction queue, most urgent first
                                     [article[data-testid=review-case][data-correction-id] with forms
                                     [data-testid=approve], [data-testid=edit] (textarea name=text),
-                                    [data-testid=reject] (input name=reason); [data-testid=notice]]
+                                    [data-testid=reject] (input name=reason); [data-testid=notice],
+                                    [data-testid=review-warning] when the author or card was not told]
     POST /console/review/{id}/approve | /edit (text) | /reject (reason)      admin, CSRF-checked
     GET  /console/model             admin: active adapter [data-testid=active-adapter], versions
                                     [data-testid=adapter-row], runs [data-testid=run-row] with loss curves,

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.admin import AdminCommands
 from bot.console.auth import Auth, is_local, same_origin
-from bot.curation import ReviewDesk
+from bot.curation import Outcome, ReviewDesk
 from bot.pipeline import Pipeline
 from bot.slack.inflight import Inflight
 from bot.slack.records import Records
@@ -40,7 +40,9 @@ CHAT_CLOSED = (
 
 @dataclass
 class ConsoleDeps:
-    """`review` and `admin` may be None (tests, a bot without a knowledge base): their pages say so."""
+    """`review` and `admin` may be None (tests, a bot without a knowledge base): their pages say so.
+    `on_decided` tells the people a review decision concerns (the Slack card, the author in Slack or
+    Teams: `bot.review_news`); it returns a problem to show the reviewer, or None."""
 
     pipeline: Pipeline
     database: Database
@@ -51,6 +53,7 @@ class ConsoleDeps:
     chat_open: bool = False  # CONSOLE_CHAT_OPEN: chat for everyone who reaches the port
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore | None = None  # shared with Slack and Teams when given
+    on_decided: Callable[[Outcome], Awaitable[str | None]] | None = None
 
 
 class Console:

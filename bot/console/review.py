@@ -1,7 +1,9 @@
 """The review queue in the browser: the same `ReviewDesk` as Slack's cards and `chatbot review`.
 
 The signed-in admin decides as the name they gave at login; holding the admin token makes them a
-reviewer. After a decision the page reloads (POST, then redirect) with a notice.
+reviewer. After a decision the people it concerns are told as `chatbot review` tells them (the Slack
+card updated, the author sent a note in Slack or Teams: `ConsoleDeps.on_decided`), then the page
+reloads (POST, then redirect) with a notice, and a warning when someone could not be told.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -25,6 +28,10 @@ NOTICES = {
     "rejected": "Correction #{id} rejected; the reason is kept.",
     "counted": "Approval recorded: correction #{id} waits for more reviewers.",
 }
+NOT_TOLD = "The decision is recorded, but {problem}."
+NOT_TOLD_AT_ALL = (
+    "The decision is recorded, but telling its author and the review card failed; see the bot's log."
+)
 NO_REVIEW = "Reviews are not set up in this bot (it has no knowledge base to add corrections to)."
 DECISIONS = ("approve", "edit", "reject")
 
@@ -58,6 +65,7 @@ async def _page(request: web.Request, *, error: str | None = None, status: int =
         queue=queue,
         required=desk.policy.approvals_required,
         notice=notice,
+        warning=console.flashed(request.query.get("warning", "")),
         error=error,
     )
 
@@ -100,4 +108,22 @@ async def decide(request: web.Request) -> web.StreamResponse:
         kind = "approved" if outcome.indexed else "approved-not-indexed"
     else:
         kind = "rejected" if status == "rejected" else "counted"
-    raise web.HTTPSeeOther(f"/console/review?done={kind}&id={correction_id}")
+    location = f"/console/review?done={kind}&id={correction_id}"
+    problem = await _tell(console.deps.on_decided, outcome)
+    if problem is not None:
+        location += f"&warning={console.flash(problem)}"
+    raise web.HTTPSeeOther(location)
+
+
+async def _tell(
+    on_decided: Callable[[Outcome], Awaitable[str | None]] | None, outcome: Outcome
+) -> str | None:
+    """Tell the people the decision concerns; what to warn the reviewer of, or None."""
+    if on_decided is None:
+        return None
+    try:
+        problem = await on_decided(outcome)
+    except Exception:  # the decision stands whatever happened while telling people about it
+        log.exception("telling people about correction %s failed", outcome.case.correction.id)
+        return NOT_TOLD_AT_ALL
+    return None if problem is None else NOT_TOLD.format(problem=problem)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.admin import AdminCommands
-from bot.curation import ReviewDesk
+from bot.curation import Outcome, ReviewDesk
 from bot.pipeline import Pipeline
 from bot.slack.inflight import Inflight
 from bot.slack.records import Records
@@ -28,3 +29,6 @@ class Deps:
     # Corrections go to reviewers through this; without it they are only stored.
     review: ReviewDesk | None = None
     review_channel: str = ""  # where review cards are posted; empty: not posted
+    # After a decision taken on a card: tell an author who is not in Slack (a Teams author; see
+    # `bot.review_news`). Returns a problem, already logged; None: nobody else is told.
+    tell_elsewhere: Callable[[Outcome], Awaitable[str | None]] | None = None

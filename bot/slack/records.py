@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
@@ -77,10 +77,22 @@ class Records:
             lambda s: store.withdraw_vote(s, answer_id=answer_id, user_id=user_id, source=source, value=value)
         )
 
-    async def correct(self, *, answer_id: int, author: str, text: str) -> int:
-        return await self._write(
-            lambda s: store.submit_correction(s, answer_id=answer_id, author=author, text=text).id or 0
-        )
+    async def correct(
+        self, *, answer_id: int, author: str, text: str, author_conversation: dict[str, Any] | None = None
+    ) -> int:
+        """The new correction's id. `author_conversation`: see `store.submit_correction`."""
+
+        def submit(session: Session) -> int:
+            correction = store.submit_correction(
+                session,
+                answer_id=answer_id,
+                author=author,
+                text=text,
+                author_conversation=author_conversation,
+            )
+            return correction.id or 0
+
+        return await self._write(submit)
 
     async def answer_for_reply(self, channel: str, ts: str, *, wait: bool = False) -> int | None:
         """The answer shown as message `ts`; with `wait`, give a just-posted answer a moment to be

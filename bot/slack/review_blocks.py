@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot import review_notes
 from bot.slack.blocks import INPUT_LIMIT, SECTION_LIMIT, Block, Reply, escape
 from feedback.queries import ReviewCase
 
@@ -197,21 +198,13 @@ def reject_modal(click: ReviewClick) -> Payload:
 
 
 def approved_note(case: ReviewCase, *, in_use: bool) -> str:
-    now = "I already use it when someone asks this." if in_use else "I'll learn it in my next update."
-    return (
-        f"Good news: a reviewer approved your correction to my answer to “{_cut(case.question.text, 300)}”. "
-        f"{now} Thank you for teaching me!"
-    )
+    return review_notes.approved(_cut(case.question.text, 300), in_use=in_use)
 
 
 def rejected_note(case: ReviewCase) -> str:
     rejection = next((r for r in case.reviews if r.decision == "reject"), None)
     reason = f"\n>{_cut(rejection.reason, 500)}" if rejection and rejection.reason else ""
-    return (
-        f"Thanks for suggesting a correction to my answer to “{_cut(case.question.text, 300)}”. "
-        f"A reviewer decided not to use it this time, and said:{reason}\n"
-        "If you think they missed something, reply to my answer with more detail. Thanks for helping!"
-    )
+    return review_notes.rejected(_cut(case.question.text, 300), reason)
 
 
 # --- in -----------------------------------------------------------------------------------------

@@ -42,7 +42,10 @@ async def store(context: TurnContext, deps: TeamsDeps) -> str | None:
         return None
     try:
         await deps.records.correct(
-            answer_id=submission.answer_id, author=submission.user_id, text=submission.text
+            answer_id=submission.answer_id,
+            author=submission.user_id,
+            text=submission.text,
+            author_conversation=replies.reference_of(context.activity),  # to tell them the decision
         )
     except FeedbackError as exc:
         log.warning("correction of answer %s not stored: %s", submission.answer_id, exc)

@@ -5,6 +5,7 @@ removing a reaction takes its vote back; a 👎 with a comment is also stored as
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from botbuilder.core import TurnContext
 
@@ -20,7 +21,7 @@ async def on_submit_action(context: TurnContext, deps: TeamsDeps) -> None:
     async with deps.inflight.track():
         if await deps.records.claim(translate.delivery_key(context.activity)):
             for feedback in translate.to_feedback(context.activity):
-                await record(deps, feedback)
+                await record(deps, feedback, replies.reference_of(context.activity))
         await replies.invoke_response(context, {})
 
 
@@ -34,7 +35,9 @@ async def on_reaction(context: TurnContext, deps: TeamsDeps) -> None:
                 await record(deps, feedback)
 
 
-async def record(deps: TeamsDeps, feedback: Feedback) -> None:
+async def record(deps: TeamsDeps, feedback: Feedback, reference: dict[str, Any] | None = None) -> None:
+    """`reference`: the conversation the feedback came from, where the author of a correction (a 👎
+    with a comment) is told what reviewers decided."""
     # wait: a click can race the write that attaches the reply's id to its answer.
     answer_id = await deps.records.answer_for_reply(feedback.conversation, feedback.reply_to_id, wait=True)
     if answer_id is None:
@@ -54,6 +57,11 @@ async def record(deps: TeamsDeps, feedback: Feedback) -> None:
             comment=feedback.comment,
         )
         if feedback.value < 0 and feedback.comment:
-            await deps.records.correct(answer_id=answer_id, author=feedback.user_id, text=feedback.comment)
+            await deps.records.correct(
+                answer_id=answer_id,
+                author=feedback.user_id,
+                text=feedback.comment,
+                author_conversation=reference,
+            )
     except FeedbackError as exc:
         log.warning("feedback on answer %s not recorded: %s", answer_id, exc)

@@ -4,7 +4,8 @@ answered (Teams waits at most 15 s for that, and an answer can take longer).
 `Later` holds the conversation reference of the activity being answered and runs work in a proactive
 turn (`continue_conversation`, in the bot's own name). botbuilder addresses a proactive turn's sends
 to the continuation event it made up, so `Replier` addresses each reply itself: to the activity that
-asked, as a reply to it.
+asked, as a reply to it. `reference_of` keeps such a reference as JSON, for a turn much later (how a
+correction's author is told what reviewers decided).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference
@@ -70,6 +72,15 @@ class Later:
             await work(Replier(context, self.reference))
 
         await self.adapter.continue_conversation(self.reference, turn, bot_app_id=self.app_id)
+
+
+def reference_of(activity: Activity) -> dict[str, Any]:
+    """Where `activity` came from, as JSON to store: enough for a proactive turn there later."""
+    return dict(TurnContext.get_conversation_reference(activity).serialize())
+
+
+def reference_from(stored: dict[str, Any]) -> ConversationReference:
+    return ConversationReference.deserialize(stored)
 
 
 def now(context: TurnContext) -> Replier:

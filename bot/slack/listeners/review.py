@@ -1,7 +1,8 @@
 """The review queue: each new correction is posted as a card to the review channel; reviewers
 approve, edit (a modal, then approve the edited text) or reject (a modal asking why) from it. Anyone
 else is told, privately, that only reviewers may, and nothing changes. After each decision the card
-is updated in place; when the correction is approved or rejected, its author gets a direct message.
+is updated in place; when the correction is approved or rejected, its author gets a direct message
+(or, when they suggested it in Teams, a message there: `Deps.tell_elsewhere`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ async def _record(
     await update_card(deps, client, outcome.case)
     if outcome.decided:
         await tell_author(client, outcome)
+        if deps.tell_elsewhere is not None:  # an author in Teams
+            await deps.tell_elsewhere(outcome)
 
 
 async def post_card(deps: Deps, client: AsyncWebClient, case: ReviewCase) -> None:
