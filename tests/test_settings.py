@@ -58,3 +58,11 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ValidationError, match="port"):
         Settings()
+
+
+def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dataset drops examples over MAX_MODEL_LEN; the trainer must not cut the answers off the rest."""
+    from chatbot.cmd_retrain import train_config
+
+    monkeypatch.setenv("MAX_MODEL_LEN", "3072")
+    assert train_config(Settings()).max_length == 3072
