@@ -102,6 +102,11 @@ def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:
         "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
         "HF_HUB_OFFLINE": "1",  # the model is local; never reach for a hub
         "VLLM_NO_USAGE_STATS": "1",
+        # One model worker, run inside the engine-core process rather than in a third process of its
+        # own: each vLLM process spends ~10 s importing itself on a small CPU host, and a single
+        # worker has nothing to gain from a process of its own (bench/startup.py: healthy after
+        # ~23 s instead of ~41 s, the same tokens/s). Tensor parallelism is a vLLM you run yourself.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
 
 

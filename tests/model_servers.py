@@ -29,19 +29,24 @@ def vllm_python() -> Path | None:
 
 
 @contextmanager
-def running_server(backend: str, model_dir: Path, log_path: Path, **spec_args: object) -> Iterator[str]:
-    """Yield the base URL of a healthy server; stop it afterwards."""
+def running_server(
+    backend: str, model_dir: Path, log_path: Path, env: dict[str, str] | None = None, **spec_args: object
+) -> Iterator[str]:
+    """Yield the base URL of a healthy server; stop it afterwards. `env` overrides the backend's
+    environment (a benchmark trying vLLM's other settings)."""
     spec = launch.ServerSpec(model_dir=model_dir, url=f"http://127.0.0.1:{free_port()}", **spec_args)  # type: ignore[arg-type]
     if backend == "vllm":
         python = vllm_python()
         assert python is not None, NO_VLLM
-        command, env = launch.vllm_command(python, spec), launch.vllm_environment(kv_cache_gib=1)
+        command, backend_env = launch.vllm_command(python, spec), launch.vllm_environment(kv_cache_gib=1)
     else:
-        command, env = launch.engine_command(spec), {}
+        command, backend_env = launch.engine_command(spec), {}
     import os
 
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env={**os.environ, **backend_env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             launch.wait_healthy(spec.url, process, timeout=300)
             yield spec.url

@@ -88,3 +88,16 @@ def test_backend_choice() -> None:
     assert launch.choose_backend("auto", Path("/x/python")) == "vllm"
     with pytest.raises(launch.LaunchError, match="make vllm"):
         launch.choose_backend("vllm", None)
+
+
+def test_the_vllm_command_and_environment() -> None:
+    spec = launch.ServerSpec(model_dir=Path("/models/base"), url="http://127.0.0.1:8123", max_loras=3)
+    command = launch.vllm_command(Path("/venv/bin/python"), spec)
+    assert command[:4] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--enable-lora"]
+    assert command[command.index("--port") + 1] == "8123"
+    assert command[command.index("--max-cpu-loras") + 1] == "4"  # active + candidate + previous + 1
+    env = launch.vllm_environment(kv_cache_gib=3)
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    # the worker runs inside the engine process: one process fewer to start (bench/startup.py)
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"

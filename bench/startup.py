@@ -1,0 +1,124 @@
+"""Model-server start-up benchmark: how long until the server answers, for each way of starting it.
+
+    .venv/bin/python bench/startup.py [--variants vllm,vllm-three-processes,engine] [--trials 3]
+
+Each variant starts a real server on the bundled SmolLM2 through `model_server.launch` (the code
+path of `chatbot model-server`), `--trials` times in a row, and measures:
+  - ready_s: from the process start to GET /health answering 200;
+  - first_answer_s: the first chat completion after that (16 tokens), as a user's first question;
+  - single_tokens_per_s / aggregate_tokens_per_s_at_8: 64-token answers, one at a time and 8 at once,
+    so that a faster start is never bought with slower answers unnoticed.
+Variants: `vllm` is the product's command and environment as they stand; `vllm-three-processes` is
+the same with vLLM's own default of a separate worker process (VLLM_ENABLE_V1_MULTIPROCESSING=1);
+`engine` is the embedded engine. The first vLLM start after installing may fill caches; later trials
+are what a second `make run` sees.
+Figures are printed and saved to bench/results/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from machine import describe  # noqa: E402
+from model_servers import running_server, vllm_python  # noqa: E402
+
+from model_server.client import AsyncModelClient  # noqa: E402
+from model_server.prepare import prepare_base_model  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "startup.json"
+QUESTION = [
+    {"role": "user", "content": "Explain in a few sentences why regular backups matter for a company."}
+]
+# variant -> (backend, environment overrides)
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "vllm": ("vllm", {}),
+    "vllm-three-processes": ("vllm", {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}),
+    "engine": ("transformers", {}),
+}
+
+
+async def answer_speed(url: str) -> dict[str, float]:
+    client = AsyncModelClient(url, timeout=600)
+    started = time.perf_counter()
+    await client.chat(QUESTION, model="base", max_tokens=16, temperature=0.0, logprobs=False)
+    first = time.perf_counter() - started
+
+    started = time.perf_counter()
+    one = await client.chat(QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
+    single = one.completion_tokens / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    many = await asyncio.gather(
+        *(
+            client.chat(QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
+            for _ in range(8)
+        )
+    )
+    aggregate = sum(r.completion_tokens for r in many) / (time.perf_counter() - started)
+    await client.aclose()
+    return {
+        "first_answer_s": round(first, 2),
+        "single_tokens_per_s": round(single, 1),
+        "aggregate_tokens_per_s_at_8": round(aggregate, 1),
+    }
+
+
+def one_start(variant: str, model_dir: Path, log_path: Path) -> dict[str, Any]:
+    backend, env = VARIANTS[variant]
+    started = time.monotonic()
+    with running_server(backend, model_dir, log_path, env=env, max_loras=3) as url:
+        ready = time.monotonic() - started
+        speed = asyncio.run(answer_speed(url))
+    return {"ready_s": round(ready, 1), **speed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    model_dir = prepare_base_model(REPO / "data")
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    report: dict[str, Any] = {
+        "benchmark": "startup",
+        "machine": describe(),
+        "settings": {"model": model_dir.name, "trials": args.trials, "max_loras": 3},
+        "variants": {},
+    }
+    for variant in args.variants.split(","):
+        if variant.startswith("vllm") and vllm_python() is None:
+            report["variants"][variant] = {"skipped": "no .venv-vllm (run `make vllm`)"}
+            continue
+        trials = []
+        for n in range(args.trials):
+            row = one_start(variant, model_dir, work / f"{variant}-{n}.log")
+            print(f"{variant} trial {n + 1}: {row}", flush=True)
+            trials.append(row)
+        report["variants"][variant] = {
+            "trials": trials,
+            "ready_s_last": trials[-1]["ready_s"],
+            "ready_s_median": round(statistics.median(t["ready_s"] for t in trials), 1),
+        }
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["variants"], indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
