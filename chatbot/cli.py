@@ -1,22 +1,50 @@
 """The `chatbot` command. Each subcommand is a thin wrapper: it reads settings, builds what it
-needs through `chatbot.wiring`, and turns our errors into one short line and exit status 1."""
+needs through `chatbot.wiring`, and turns our errors into one short line and exit status 1.
+
+Subcommands living in `chatbot.cmd_*` modules are imported only when they run: importing all of
+them means torch, transformers, peft and TRL (7 s on an idle 2-core host, twice that while `make
+run` starts three processes at once), which `chatbot model-server` never needs before vLLM starts."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
 
 import click
 
-from chatbot import cmd_feedback, cmd_knowledge, cmd_model, cmd_retrain, cmd_review, cmd_scheduler
 from chatbot.common import USER_ERRORS, load_settings, user_message
-from chatbot.wiring import SAMPLE_DIR, open_knowledge
 from feedback import migrate
-from model_server.prepare import prepare_base_model
+
+# command name -> (module, attribute); see the module docstring
+LAZY_COMMANDS = {
+    "model": ("chatbot.cmd_model", "model"),
+    "model-server": ("chatbot.cmd_model", "model_server"),
+    "ingest": ("chatbot.cmd_knowledge", "ingest"),
+    "ask": ("chatbot.cmd_knowledge", "ask"),
+    "eval": ("chatbot.cmd_knowledge", "evaluate"),
+    "feedback": ("chatbot.cmd_feedback", "feedback"),
+    "review": ("chatbot.cmd_review", "review"),
+    # the group is defined in cmd_feedback; cmd_retrain adds promote, rollback and reconcile to it
+    "adapters": ("chatbot.cmd_retrain", "adapters"),
+    "retrain": ("chatbot.cmd_retrain", "retrain_command"),
+    "scheduler": ("chatbot.cmd_scheduler", "scheduler"),
+}
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, attribute = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -61,6 +89,10 @@ def db_current() -> None:
 @main.command("setup")
 def setup() -> None:
     """Prepare everything the processes need: schema, base model, knowledge (idempotent)."""
+    from chatbot.cmd_review import recheck_after_ingest
+    from chatbot.wiring import SAMPLE_DIR, open_knowledge
+    from model_server.prepare import prepare_base_model
+
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.sqlalchemy_url)
@@ -68,10 +100,10 @@ def setup() -> None:
     model_dir = prepare_base_model(settings.data_dir, settings.base_model)
     click.echo(f"Base model ready in {model_dir}.")
     if settings.sample_knowledge:
-        knowledge = open_knowledge(settings)
+        knowledge = open_knowledge(settings, defer_embedder=True)
         report = knowledge.ingest([SAMPLE_DIR / "docs"])
         click.echo(f"Sample knowledge base: {report.summary()}")
-        cmd_review.recheck_after_ingest(settings, knowledge, report.changed_ids)
+        recheck_after_ingest(settings, knowledge, report.changed_ids)
 
 
 @main.command("settings")
@@ -87,15 +119,3 @@ def bot_command() -> None:
     from bot.server import serve
 
     serve(load_settings())
-
-
-main.add_command(cmd_model.model)
-main.add_command(cmd_model.model_server)
-main.add_command(cmd_knowledge.ingest)
-main.add_command(cmd_knowledge.ask)
-main.add_command(cmd_knowledge.evaluate)
-main.add_command(cmd_feedback.feedback)
-main.add_command(cmd_review.review)
-main.add_command(cmd_feedback.adapters)  # with promote/rollback/reconcile from cmd_retrain
-main.add_command(cmd_retrain.retrain_command)
-main.add_command(cmd_scheduler.scheduler)

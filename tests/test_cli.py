@@ -112,3 +112,32 @@ def test_feedback_export_and_opt_out(tmp_path: Path, base_model_dir: Path) -> No
     assert "opted back in" in chatbot("feedback", "opt-in", "U123", env=env, cwd=tmp_path).stdout
     bad = chatbot("feedback", "export", "--format", "csv", "-o", str(out), env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "csv" in bad.stderr
+
+
+def test_the_command_imports_only_what_the_subcommand_needs(tmp_path: Path) -> None:
+    """`chatbot model-server` starts vLLM without importing torch, transformers, peft or TRL first
+    (seconds each on a small host, while make run starts three processes at once)."""
+    probe = (
+        "import sys; from chatbot.cli import main; import chatbot.cmd_model; "
+        "heavy = {'torch', 'transformers', 'peft', 'trl', 'sentence_transformers'}; "
+        "print(','.join(sorted(heavy & set(sys.modules))))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_every_subcommand_is_listed_and_loads(tmp_path: Path) -> None:
+    from chatbot.cli import LAZY_COMMANDS
+
+    listing = chatbot("--help", env={}, cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    for name in [*LAZY_COMMANDS, "setup", "bot", "db", "settings"]:
+        assert f"  {name} " in listing.stdout, name
+    adapters = chatbot("adapters", "--help", env={}, cwd=tmp_path)
+    assert adapters.returncode == 0, adapters.stderr
+    # the group comes from cmd_feedback; promote, rollback and reconcile are added by cmd_retrain
+    for sub in ("list", "promote", "rollback", "reconcile"):
+        assert f"  {sub} " in adapters.stdout, sub
+    unknown = chatbot("retrian", env={}, cwd=tmp_path)
+    assert unknown.returncode == 2 and "No such command 'retrian'" in unknown.stderr
