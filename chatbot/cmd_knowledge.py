@@ -26,7 +26,7 @@ from retrain.evaluate import score_answers
 def ingest(paths: tuple[Path, ...]) -> None:
     """Add or update documents (Markdown, reStructuredText, HTML, text, PDF; files or folders)."""
     settings = load_settings()
-    knowledge = open_knowledge(settings)
+    knowledge = open_knowledge(settings, defer_embedder=True)
     report = knowledge.ingest(paths)
     click.echo(report.summary())
     recheck_after_ingest(settings, knowledge, report.changed_ids)

@@ -31,8 +31,12 @@ def index_dir(settings: Settings) -> Path:
     return settings.data_dir / "index"
 
 
-def open_knowledge(settings: Settings) -> KnowledgeBase:
-    return KnowledgeBase.open(index_dir(settings), load_embedder(settings.embedding_model or None))
+def open_knowledge(settings: Settings, *, defer_embedder: bool = False) -> KnowledgeBase:
+    """`defer_embedder`: load the embedding model only once something needs embedding (ingesting
+    files that may well be unchanged), not before."""
+    name = settings.embedding_model or None
+    embedder = load_embedder(name, defer=True) if defer_embedder else load_embedder(name)
+    return KnowledgeBase.open(index_dir(settings), embedder)
 
 
 def token_counter(model_dir: Path) -> TokenCounter:

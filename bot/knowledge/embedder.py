@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 import threading
@@ -79,6 +80,22 @@ def _fingerprint(directory: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _describe(directory: Path) -> tuple[int, int] | None:
+    """(dimension, max_tokens) from a sentence-transformers folder's configs, without loading it:
+    only for the plain Transformer + Pooling (+ Normalize) layout, whose output size is the
+    pooling's input size. None for anything else (a Dense layer, say): then the model is loaded."""
+    try:
+        modules = json.loads((directory / "modules.json").read_text())
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling", "Normalize"], ["Transformer", "Pooling"]):
+            return None
+        pooling = json.loads((directory / modules[1]["path"] / "config.json").read_text())
+        config = json.loads((directory / "sentence_bert_config.json").read_text())
+        return int(pooling["word_embedding_dimension"]), int(config["max_seq_length"]) - 2
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory (or a hub id, if reachable).
 
@@ -104,39 +121,79 @@ class SentenceTransformerEmbedder:
         num_threads: int | None = None,
         query_threads: int | None = 1,
         min_similarity: float | None = None,
+        defer: bool = False,
     ) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         if num_threads:
+            import torch
+
             torch.set_num_threads(num_threads)
+        self._name = model
         bundled = not model
-        location = bundled_model_dir() if bundled else Path(str(model)).expanduser()
-        try:
-            if location.is_dir():
-                self._model = SentenceTransformer(str(location), device="cpu", local_files_only=True)
-                label = BUNDLED_NAME if bundled else location.name
-                self._model_id = f"{label}@{_fingerprint(location)}"
-            else:
-                self._model = SentenceTransformer(str(model), device="cpu")
-                self._model_id = str(model)
-        except Exception as exc:
-            raise EmbedderUnavailable(
-                f"Could not load the embedding model {str(model or location)!r}: {exc}"
-            ) from exc
-        dim = self._model.get_embedding_dimension()
-        if not dim:
-            raise EmbedderUnavailable(f"{self._model_id} does not produce fixed-size sentence embeddings.")
-        self._dim = int(dim)
-        self._max_tokens = int(self._model.max_seq_length or 512) - 2  # [CLS] and [SEP]
+        self._location = bundled_model_dir() if bundled else Path(str(model)).expanduser()
+        if self._location.is_dir():
+            label = BUNDLED_NAME if bundled else self._location.name
+            self._model_id = f"{label}@{_fingerprint(self._location)}"
+        else:
+            self._model_id = str(model)
         self._min_similarity = min_similarity if min_similarity is not None else MINILM_MIN_SIMILARITY
         self._batch_size = batch_size
         self._query_threads = query_threads
-        self._tokenizer: Any = self._model.tokenizer
         # Hugging Face fast tokenizers raise "Already borrowed" when two threads use one at once.
         self._lock = threading.Lock()
         self._single: Callable[[str], np.ndarray] | None = None
         self._single_tried = False
+        self._loaded: Any = None
+        # With `defer`, the model (and sentence-transformers' import, ~7 s on a small CPU host) waits
+        # for the first text to embed or count: `chatbot setup` over an unchanged knowledge base
+        # needs only the model's identity and sizes, read from its files.
+        described = _describe(self._location) if defer and self._location.is_dir() else None
+        if described is None:
+            self._load()
+        else:
+            self._dim, self._max_tokens = described
+
+    def _load(self) -> Any:
+        if self._loaded is not None:
+            return self._loaded
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            if self._location.is_dir():
+                model = SentenceTransformer(str(self._location), device="cpu", local_files_only=True)
+            else:
+                model = SentenceTransformer(str(self._name), device="cpu")
+        except Exception as exc:
+            raise EmbedderUnavailable(
+                f"Could not load the embedding model {str(self._name or self._location)!r}: {exc}"
+            ) from exc
+        dim = model.get_embedding_dimension()
+        if not dim:
+            raise EmbedderUnavailable(f"{self._model_id} does not produce fixed-size sentence embeddings.")
+        self._dim = int(dim)
+        self._max_tokens = int(model.max_seq_length or 512) - 2  # [CLS] and [SEP]
+        self._tokenizer: Any = model.tokenizer
+        self._loaded = model
+        return model
+
+    @property
+    def _model(self) -> Any:
+        return self._load()
+
+    def _light_tokenizer(self) -> Any:
+        """The model's own tokenizer.json through the `tokenizers` library alone (half a second,
+        not the model's seven): chunking an unchanged file counts tokens but embeds nothing. Its
+        counts are the loaded tokenizer's (checked on every file of the sample wiki)."""
+        if not hasattr(self, "_light"):
+            self._light: Any = None
+            path = self._location / "tokenizer.json"
+            if path.is_file():
+                from tokenizers import Tokenizer
+
+                light = Tokenizer.from_file(str(path))
+                light.no_truncation()
+                light.no_padding()
+                self._light = light
+        return self._light
 
     @property
     def model_id(self) -> str:
@@ -158,6 +215,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
         single = len(texts) == 1
+        self._load()
         with self._lock, _torch_threads(self._query_threads if single else None):
             if single:
                 if not self._single_tried:
@@ -225,6 +283,10 @@ class SentenceTransformerEmbedder:
         return single
 
     def count_tokens(self, text: str) -> int:
+        if self._loaded is None and (light := self._light_tokenizer()) is not None:
+            with self._lock:
+                return len(light.encode(text, add_special_tokens=False).ids)
+        self._load()
         with self._lock:
             ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
                 "input_ids"
