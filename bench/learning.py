@@ -3,8 +3,9 @@
     .venv/bin/python bench/learning.py                    # 20 corrections, default training (long)
     .venv/bin/python bench/learning.py --corrections 24 --epochs 2
 
-With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind the
-embedded engine (the `chatbot model-server` code path), the sample wiki indexed with MiniLM (a copy
+With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind vLLM
+where .venv-vllm exists, as `chatbot model-server` chooses (`--backend transformers` for the embedded
+engine), the sample wiki indexed with MiniLM (a copy
 of data/index, or a fresh ingest), a migrated SQLite store, the answer pipeline reading the active
 adapter from SQL as the bot does, the review desk with correction recall OFF (approved corrections
 are not indexed, so only training can teach them), and `retrain.job.run_retrain`.
@@ -43,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server  # noqa: E402
+from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -75,6 +76,7 @@ MAX_MODEL_LEN = 2048
 class Config:
     corrections: int = 20
     concurrency: int = 4
+    backend: str = "vllm"  # or "transformers": the embedded engine
     epochs: float | None = None  # None: RETRAIN_EPOCHS (the product's setting)
     max_steps: int | None = None  # None: RETRAIN_MAX_STEPS
     bare_steps: int = 8  # steps of the bare peft loop (enough for a stable tokens/s)
@@ -200,7 +202,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     count = token_counter(model_dir)
 
     started = time.perf_counter()
-    with running_server("transformers", model_dir, workdir / "engine.log", max_loras=3) as server:
+    with running_server(cfg.backend, model_dir, workdir / "server.log", max_loras=3) as server:
         client = AsyncModelClient(server, timeout=600)
         chosen: dict[str, str | None] = {"model": None}  # set to ask a rejected candidate explicitly
         from_sql = active_model(database, "base", ttl=0.0)
@@ -301,7 +303,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         },
         "settings": {
             "corrections": cfg.corrections,
-            "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
+            "model": f"SmolLM2-135M-Instruct (bundled), {cfg.backend}, greedy",
             "correction_recall": False,
             "train_config": {k: v for k, v in vars(train_cfg).items() if k != "target_modules"},
             "target_modules": list(train_cfg.target_modules),
@@ -371,6 +373,12 @@ def main() -> None:
     )
     parser.add_argument("--corrections", type=int, default=Config.corrections)
     parser.add_argument("--concurrency", type=int, default=Config.concurrency)
+    parser.add_argument(
+        "--backend",
+        choices=["vllm", "transformers"],
+        default="vllm" if vllm_python() else "transformers",
+        help="the model server (default: vLLM where .venv-vllm exists)",
+    )
     parser.add_argument("--epochs", type=float, default=None, help="default: RETRAIN_EPOCHS")
     parser.add_argument("--max-steps", type=int, default=None, help="default: RETRAIN_MAX_STEPS")
     parser.add_argument("--bare-steps", type=int, default=Config.bare_steps)
@@ -381,6 +389,7 @@ def main() -> None:
     cfg = Config(
         corrections=args.corrections,
         concurrency=args.concurrency,
+        backend=args.backend,
         epochs=args.epochs,
         max_steps=args.max_steps,
         bare_steps=args.bare_steps,

@@ -32,8 +32,10 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -289,9 +291,20 @@ class _Job:
         if live is not None:
             promote.make_servable(self.client, live.name, live.path)
             live_name = live.name
-        common = {"cfg": cfg.gate, "key_facts": self.key_facts, "progress": cfg.progress}
-        cand = gate.measure(self.client, self.candidate, gate_set, val_loss=cand_loss, **common)  # type: ignore[arg-type]
-        theirs = gate.measure(self.client, live_name, gate_set, val_loss=live_loss, **common)  # type: ignore[arg-type]
+        measure = partial(
+            gate.measure,
+            self.client,
+            gate_set=gate_set,
+            cfg=cfg.gate,
+            key_facts=self.key_facts,
+            progress=cfg.progress,
+        )
+        # Both asked at once: the server batches the two models' questions together (a batch may mix
+        # adapters), which keeps it busier than two rounds of `concurrency` questions each.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            asked = pool.submit(measure, model=self.candidate, val_loss=cand_loss)
+            theirs = measure(model=live_name, val_loss=live_loss)
+            cand = asked.result()
         decision = gate.decide(cand, theirs, cfg.gate.margin, corrected_min_rate=cfg.gate.corrected_min_rate)
         self.figures["gate"] = {
             "passed": decision.passed,
