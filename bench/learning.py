@@ -66,7 +66,7 @@ from retrain.gate import GateConfig  # noqa: E402
 from retrain.job import JobConfig, run_retrain  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
 from retrain.pii import Scrubber  # noqa: E402
-from retrain.train import TrainConfig, lora_config  # noqa: E402
+from retrain.train import TrainConfig, lora_config, rows_per_pass  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
 MAX_MODEL_LEN = 2048
@@ -97,7 +97,8 @@ def scores(answers: Sequence[Answer], questions: Sequence[dict[str, Any]]) -> di
 def bare_peft_tokens_per_s(
     model_dir: Path, examples: Sequence[Example], cfg: TrainConfig, steps: int
 ) -> float:
-    """A plain peft + AdamW loop on the same examples (answer-only loss, same batch size).
+    """A plain peft + AdamW loop on the same examples (answer-only loss, same batch size and the
+    trainer's layout of it: as many rows per forward pass, the rest by gradient accumulation).
 
     Like the trainer's fused LM head, it projects only the answer positions through the LM head:
     the full [batch, length, vocabulary] logits of long served conversations would cost gigabytes
@@ -127,22 +128,30 @@ def bare_peft_tokens_per_s(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     tokens, seconds, step = 0, 0.0, 0
+    per_pass = rows_per_pass(cfg)  # the trainer's layout: rows per forward pass, the rest accumulated
     bar = tqdm(total=steps, desc="bare peft loop", unit="step")
     while step < steps:
         for start in range(0, len(rows), cfg.batch_size):
             if step >= steps:
                 break
             batch = rows[start : start + cfg.batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-            targets = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
             started = time.perf_counter()
-            hidden = inner.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            shifted = targets[:, 1:]
-            answer = shifted != -100
-            loss = F.cross_entropy(inner.lm_head(hidden[:, :-1][answer]), shifted[answer])
-            loss.backward()
+            answers = sum(sum(1 for t in lab[1:] if t != -100) for _, lab in batch)
+            for first in range(0, len(batch), per_pass):
+                part = batch[first : first + per_pass]
+                width = max(len(ids) for ids, _ in part)
+                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in part])
+                targets = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in part])
+                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in part])
+                masked = {"attention_mask": mask} if len(part) > 1 else {}
+                hidden = inner.model(input_ids=input_ids, **masked).last_hidden_state
+                shifted = targets[:, 1:]
+                answer = shifted != -100
+                # summed here, divided by the batch's answer tokens: the trainer's loss over the batch
+                loss = F.cross_entropy(
+                    inner.lm_head(hidden[:, :-1][answer]), shifted[answer], reduction="sum"
+                )
+                (loss / max(answers, 1)).backward()
             optimizer.step()
             optimizer.zero_grad()
             seconds += time.perf_counter() - started

@@ -78,3 +78,19 @@ def test_a_nan_loss_stops_training_without_an_adapter(base_model_dir: Path, tmp_
     with pytest.raises(TrainingFailed, match="nan"):
         run_trainer(trainer, tmp_path / "kb-nan", cfg)
     assert not (tmp_path / "kb-nan").exists()
+
+
+def test_on_a_cpu_a_batch_is_one_conversation_per_pass(base_model_dir: Path, tmp_path: Path) -> None:
+    """Padded rows with an attention mask send torch's CPU attention down its slow, memory-hungry
+    path (bench/train_step.py); the batch is kept by gradient accumulation instead."""
+    trainer = make_trainer(base_model_dir, _examples(4), [], tmp_path / "kb-v1", TrainConfig(batch_size=4))
+    expected = (4, 1) if torch.cuda.is_available() else (1, 4)
+    assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == expected
+    both = make_trainer(
+        base_model_dir, _examples(4), [], tmp_path / "kb-v2", TrainConfig(batch_size=4, rows_per_pass=2)
+    )
+    assert (both.args.per_device_train_batch_size, both.args.gradient_accumulation_steps) == (2, 2)
+    with pytest.raises(TrainingFailed, match="not a multiple"):
+        make_trainer(
+            base_model_dir, _examples(4), [], tmp_path / "kb-v3", TrainConfig(batch_size=4, rows_per_pass=3)
+        )
