@@ -292,18 +292,13 @@ class _Job:
             promote.make_servable(self.client, live.name, live.path)
             live_name = live.name
         measure = partial(
-            gate.measure,
-            self.client,
-            gate_set=gate_set,
-            cfg=cfg.gate,
-            key_facts=self.key_facts,
-            progress=cfg.progress,
+            gate.measure, self.client, cfg=cfg.gate, key_facts=self.key_facts, progress=cfg.progress
         )
         # Both asked at once: the server batches the two models' questions together (a batch may mix
         # adapters), which keeps it busier than two rounds of `concurrency` questions each.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            asked = pool.submit(measure, model=self.candidate, val_loss=cand_loss)
-            theirs = measure(model=live_name, val_loss=live_loss)
+            asked = pool.submit(measure, model=self.candidate, gate_set=gate_set, val_loss=cand_loss)
+            theirs = measure(model=live_name, gate_set=gate_set.for_live(), val_loss=live_loss)
             cand = asked.result()
         decision = gate.decide(cand, theirs, cfg.gate.margin, corrected_min_rate=cfg.gate.corrected_min_rate)
         self.figures["gate"] = {

@@ -130,6 +130,10 @@ def test_a_passing_candidate_is_registered_and_promoted(
     assert run.decision and run.decision.startswith("passed")
     figures = run.metrics
     assert figures["gate"]["live"]["model"] == live
+    # the live model is not asked the corrected questions: only the candidate's answers to them count
+    assert (
+        figures["gate"]["live"]["questions"] == 3 and figures["gate"]["live"]["corrected_right_rate"] is None
+    )
     assert figures["training"]["eval_loss"] is not None and figures["training"]["live_eval_loss"] is not None
     assert {"dataset_s", "train_s", "gate_s", "promote_s"} <= set(figures["timings"])
     assert not (tmp_path / "adapters" / f"{candidate}.work").exists()
