@@ -1,7 +1,7 @@
 """The validation gate: a candidate adapter must do at least as well as the live one.
 
-`measure` asks the model server (the candidate loaded under its own name, the live adapter or the
-base model under theirs) the questions of three sets, each as the conversation the bot served:
+`measure_pair` asks the model server (the candidate loaded under its own name, the live adapter or
+the base model under theirs) the questions of three sets, each as the conversation the bot served:
   - the validation split: token-F1 and key-fact rate of the generated answers;
   - the corrected questions: each must be answered right (its key fact, else every number of the
     correction, else token-F1 >= 0.5 against it);
@@ -46,7 +46,9 @@ class GateConfig:
     max_tokens: int = field(default=128, metadata={"help": "Answer length when generating."})
     max_liked: int = field(default=50, metadata={"help": "Liked answers in the regression set."})
     max_validation: int = field(default=60, metadata={"help": "Validation questions asked."})
-    concurrency: int = field(default=4, metadata={"help": "Questions in flight (the server batches)."})
+    concurrency: int = field(
+        default=8, metadata={"help": "Questions in flight, both models' together (the server batches)."}
+    )
 
 
 @dataclass(frozen=True)
@@ -155,19 +157,42 @@ def question_key(text: str) -> str:
     return " ".join(normalise(text))
 
 
-def measure(
+def measure_pair(
     client: ModelClient,
-    model: str,
+    candidate: str,
+    live: str,
     gate_set: GateSet,
     *,
     cfg: GateConfig,
     key_facts: Mapping[str, str] | None = None,
-    val_loss: float | None = None,
+    candidate_loss: float | None = None,
+    live_loss: float | None = None,
     progress: bool = True,
+) -> tuple[Figures, Figures]:
+    """The candidate's figures and the live model's, their questions asked from one pool: the server
+    batches both models' questions together and stays busy to the last one. The live model is asked
+    the validation and liked-answer questions only (`GateSet.for_live`)."""
+    theirs = gate_set.for_live()
+    questions = [(candidate, e) for e in gate_set.examples()] + [(live, e) for e in theirs.examples()]
+    answers = _generate(client, questions, cfg=cfg, progress=progress)
+
+    def of(model: str) -> dict[str, str | None]:
+        return {e_id: text for (name, e_id), text in answers.items() if name == model}
+
+    return (
+        score(of(candidate), gate_set, key_facts, candidate_loss),
+        score(of(live), theirs, key_facts, live_loss),
+    )
+
+
+def score(
+    answers: Mapping[str, str | None],
+    gate_set: GateSet,
+    key_facts: Mapping[str, str] | None = None,
+    val_loss: float | None = None,
 ) -> Figures:
-    """Ask `model` every question of the gate set (greedy) and score the answers."""
+    """Figures from one model's answers by example id (None: the question failed)."""
     facts = key_facts or {}
-    answers = _generate(client, model, gate_set.examples(), cfg=cfg, progress=progress)
     failures = sum(1 for text in answers.values() if text is None)
 
     def text(example: Example) -> str:
@@ -191,24 +216,26 @@ def measure(
 
 
 def _generate(
-    client: ModelClient, model: str, examples: Sequence[Example], *, cfg: GateConfig, progress: bool
-) -> dict[str, str | None]:
-    """Answers by example id; None for a question the server failed on (counted, never skipped).
-    A server that is gone altogether ends the measurement: there is nothing to compare."""
+    client: ModelClient, questions: Sequence[tuple[str, Example]], *, cfg: GateConfig, progress: bool
+) -> dict[tuple[str, str], str | None]:
+    """Answers by (model, example id); None for a question the server failed on (counted, never
+    skipped). A server that is gone altogether ends the measurement: there is nothing to compare."""
 
-    def one(example: Example) -> tuple[str, str | None]:
+    def one(question: tuple[str, Example]) -> tuple[tuple[str, str], str | None]:
+        model, example = question
         try:
             result = client.chat(example.prompt, model=model, max_tokens=cfg.max_tokens, logprobs=False)
-            return example.id, result.text
+            return (model, example.id), result.text
         except ModelServerUnavailable:
             raise
         except Exception:  # one failed question must not lose the others' scores
             log.warning("the gate's question %s failed on %s", example.id, model, exc_info=True)
-            return example.id, None
+            return (model, example.id), None
 
+    models = ", ".join(dict.fromkeys(model for model, _ in questions))
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
-        results = pool.map(one, examples)
-        bar = tqdm(results, total=len(examples), desc=f"gate: asking {model}", disable=not progress)
+        results = pool.map(one, questions)
+        bar = tqdm(results, total=len(questions), desc=f"gate: asking {models}", disable=not progress)
         return dict(bar)
 
 

@@ -32,10 +32,8 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -291,15 +289,17 @@ class _Job:
         if live is not None:
             promote.make_servable(self.client, live.name, live.path)
             live_name = live.name
-        measure = partial(
-            gate.measure, self.client, cfg=cfg.gate, key_facts=self.key_facts, progress=cfg.progress
+        cand, theirs = gate.measure_pair(
+            self.client,
+            self.candidate,
+            live_name,
+            gate_set,
+            cfg=cfg.gate,
+            key_facts=self.key_facts,
+            candidate_loss=cand_loss,
+            live_loss=live_loss,
+            progress=cfg.progress,
         )
-        # Both asked at once: the server batches the two models' questions together (a batch may mix
-        # adapters), which keeps it busier than two rounds of `concurrency` questions each.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            asked = pool.submit(measure, model=self.candidate, gate_set=gate_set, val_loss=cand_loss)
-            theirs = measure(model=live_name, gate_set=gate_set.for_live(), val_loss=live_loss)
-            cand = asked.result()
         decision = gate.decide(cand, theirs, cfg.gate.margin, corrected_min_rate=cfg.gate.corrected_min_rate)
         self.figures["gate"] = {
             "passed": decision.passed,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from retrain.dataset import Example
 from retrain.errors import TrainingFailed, Unservable, VersionExists
-from retrain.gate import Figures, answered_right, decide
+from retrain.gate import Figures, GateSet, answered_right, decide, score
 from retrain.job import failure_reason
 from retrain.registry import (
     check_servable,
@@ -104,6 +105,42 @@ def _adapter(path: Path, **config: object) -> Path:
     (path / "adapter_config.json").write_text(json.dumps(settings))
     (path / "adapter_model.safetensors").write_bytes(b"weights")
     return path
+
+
+def _ask(question: str, answer: str, kind: str = "sample") -> Example:
+    return Example(
+        id=f"{kind}:{question}", kind=kind, prompt=[{"role": "user", "content": question}], completion=answer
+    )
+
+
+def test_scores_from_literal_answers_and_what_the_live_model_is_asked() -> None:
+    gate_set = GateSet(
+        validation=[_ask("How many leave days?", "26 days a year."), _ask("Who approves?", "Your manager.")],
+        corrections=[_ask("When is Larkspur Day?", "The third Friday of September.", "correction")],
+        liked=[_ask("Which VPN?", "Use Tunnelbear.", "liked")],
+    )
+    facts = {"how many leave days": "26 days"}
+    answers = {
+        "sample:How many leave days?": "You get 26 days.",
+        "sample:Who approves?": None,  # the server failed on it
+        "correction:When is Larkspur Day?": "It is the third Friday of September.",
+        "liked:Which VPN?": "Use Tunnelbear.",
+    }
+    figures = score(answers, gate_set, facts, val_loss=1.25)
+    assert (figures.questions, figures.failures, figures.val_loss) == (4, 1, 1.25)
+    assert figures.val_key_fact_rate == 1.0 and figures.corrected_right_rate == 1.0
+    assert figures.liked_token_f1 == 1.0 and figures.wrong_corrections == []
+    wrong = score({**answers, "correction:When is Larkspur Day?": "In May."}, gate_set, facts)
+    assert wrong.corrected_right_rate == 0.0 and wrong.wrong_corrections == [
+        "correction:When is Larkspur Day?"
+    ]
+    # the live model answered the corrected questions wrongly already: it is not asked them again
+    live = gate_set.for_live()
+    assert live.corrections == [] and {e.id for e in live.examples()} == {
+        "sample:How many leave days?",
+        "sample:Who approves?",
+        "liked:Which VPN?",
+    }
 
 
 def test_versions_count_up_past_sql_and_disk_and_are_never_reused(tmp_path: Path) -> None:
