@@ -142,8 +142,10 @@ def bare_peft_tokens_per_s(
                 width = max(len(ids) for ids, _ in part)
                 input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in part])
                 targets = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in part])
-                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in part])
-                masked = {"attention_mask": mask} if len(part) > 1 else {}
+                masked = {}  # a single row needs no mask, as in the trainer
+                if len(part) > 1:
+                    rows_mask = [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in part]
+                    masked["attention_mask"] = torch.tensor(rows_mask)
                 hidden = inner.model(input_ids=input_ids, **masked).last_hidden_state
                 shifted = targets[:, 1:]
                 answer = shifted != -100

@@ -105,14 +105,12 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = served_examples(args.steps * args.batch_size)
-    from transformers import AutoTokenizer
-
     from chatbot.settings import Settings
     from model_server.prepare import prepare_base_model
 
-    model_dir = prepare_base_model(Settings().data_dir, progress=False)
-    tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
-    lengths = [len(tokenizer.apply_chat_template(e.prompt, tokenize=False)) for e in examples]
+    settings = Settings()
+    model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
+    lengths = [sum(len(m["content"]) for m in e.prompt) for e in examples]
     report: dict[str, Any] = {
         "benchmark": "train_step",
         "machine": describe(),

@@ -34,8 +34,7 @@ def index_dir(settings: Settings) -> Path:
 def open_knowledge(settings: Settings, *, defer_embedder: bool = False) -> KnowledgeBase:
     """`defer_embedder`: load the embedding model only once something needs embedding (ingesting
     files that may well be unchanged), not before."""
-    name = settings.embedding_model or None
-    embedder = load_embedder(name, defer=True) if defer_embedder else load_embedder(name)
+    embedder = load_embedder(settings.embedding_model or None, defer=defer_embedder)
     return KnowledgeBase.open(index_dir(settings), embedder)
 
 

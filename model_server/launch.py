@@ -105,7 +105,7 @@ def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:
         # One model worker, run inside the engine-core process rather than in a third process of its
         # own: each vLLM process spends ~10 s importing itself on a small CPU host, and a single
         # worker has nothing to gain from a process of its own (bench/startup.py: healthy after
-        # ~23 s instead of ~41 s, the same tokens/s). Tensor parallelism is a vLLM you run yourself.
+        # 22 s instead of 32 s, no fewer tokens/s). Tensor parallelism is a vLLM you run yourself.
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
 

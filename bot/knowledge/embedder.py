@@ -80,6 +80,11 @@ def _fingerprint(directory: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+# The module layouts of a plain sentence transformer: a transformer, mean (or other) pooling, maybe
+# normalisation; its output size is the pooling's input size.
+PLAIN_LAYOUTS = (["Transformer", "Pooling", "Normalize"], ["Transformer", "Pooling"])
+
+
 def _describe(directory: Path) -> tuple[int, int] | None:
     """(dimension, max_tokens) from a sentence-transformers folder's configs, without loading it:
     only for the plain Transformer + Pooling (+ Normalize) layout, whose output size is the
@@ -87,13 +92,28 @@ def _describe(directory: Path) -> tuple[int, int] | None:
     try:
         modules = json.loads((directory / "modules.json").read_text())
         kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
-        if kinds not in (["Transformer", "Pooling", "Normalize"], ["Transformer", "Pooling"]):
+        if kinds not in PLAIN_LAYOUTS:
             return None
         pooling = json.loads((directory / modules[1]["path"] / "config.json").read_text())
         config = json.loads((directory / "sentence_bert_config.json").read_text())
         return int(pooling["word_embedding_dimension"]), int(config["max_seq_length"]) - 2
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _light_tokenizer(directory: Path) -> Any:
+    """The model's own tokenizer.json through the `tokenizers` library alone (half a second, not
+    the model's seven): chunking an unchanged file counts tokens but embeds nothing. Its counts are
+    the loaded tokenizer's (checked on every file of the sample wiki). None without the file."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    light = Tokenizer.from_file(str(path))
+    light.no_truncation()
+    light.no_padding()
+    return light
 
 
 class SentenceTransformerEmbedder:
@@ -147,10 +167,12 @@ class SentenceTransformerEmbedder:
         # for the first text to embed or count: `chatbot setup` over an unchanged knowledge base
         # needs only the model's identity and sizes, read from its files.
         described = _describe(self._location) if defer and self._location.is_dir() else None
+        self._light: Any = None
         if described is None:
             self._load()
         else:
             self._dim, self._max_tokens = described
+            self._light = _light_tokenizer(self._location)
 
     def _load(self) -> Any:
         if self._loaded is not None:
@@ -178,22 +200,6 @@ class SentenceTransformerEmbedder:
     @property
     def _model(self) -> Any:
         return self._load()
-
-    def _light_tokenizer(self) -> Any:
-        """The model's own tokenizer.json through the `tokenizers` library alone (half a second,
-        not the model's seven): chunking an unchanged file counts tokens but embeds nothing. Its
-        counts are the loaded tokenizer's (checked on every file of the sample wiki)."""
-        if not hasattr(self, "_light"):
-            self._light: Any = None
-            path = self._location / "tokenizer.json"
-            if path.is_file():
-                from tokenizers import Tokenizer
-
-                light = Tokenizer.from_file(str(path))
-                light.no_truncation()
-                light.no_padding()
-                self._light = light
-        return self._light
 
     @property
     def model_id(self) -> str:
@@ -238,7 +244,7 @@ class SentenceTransformerEmbedder:
 
         modules: list[Any] = list(self._model)
         names = [type(m).__name__ for m in modules]
-        if names not in (["Transformer", "Pooling", "Normalize"], ["Transformer", "Pooling"]):
+        if names not in PLAIN_LAYOUTS:
             return None
         if modules[1].get_config_dict().get("pooling_mode") != "mean":
             return None
@@ -283,9 +289,9 @@ class SentenceTransformerEmbedder:
         return single
 
     def count_tokens(self, text: str) -> int:
-        if self._loaded is None and (light := self._light_tokenizer()) is not None:
+        if self._loaded is None and self._light is not None:
             with self._lock:
-                return len(light.encode(text, add_special_tokens=False).ids)
+                return len(self._light.encode(text, add_special_tokens=False).ids)
         self._load()
         with self._lock:
             ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
