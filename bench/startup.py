@@ -7,11 +7,15 @@ path of `chatbot model-server`), `--trials` times in a row, and measures:
   - ready_s: from the process start to GET /health answering 200;
   - first_answer_s: the first chat completion after that (16 tokens), as a user's first question;
   - single_tokens_per_s / aggregate_tokens_per_s_at_8: 64-token answers, one at a time and 8 at once,
-    so that a faster start is never bought with slower answers unnoticed.
-Variants: `vllm` is the product's command and environment as they stand; `vllm-three-processes` is
-the same with vLLM's own default of a separate worker process (VLLM_ENABLE_V1_MULTIPROCESSING=1);
-`engine` is the embedded engine. The first vLLM start after installing may fill caches; later trials
-are what a second `make run` sees.
+    so that a faster start is never bought with slower answers unnoticed;
+  - rag_single_s / rag_8_s: what the bot really sends, a prompt of about 850 tokens (a sample-wiki
+    page, as retrieved passages) and a 32-token answer: one question alone, then 8 different ones at
+    once (seconds until all 8 are answered).
+Variants: `vllm` is the product's command and environment as they stand (on a CPU without bfloat16
+instructions that means `--dtype float32`, `launch.vllm_dtype`); `vllm-bfloat16` is the same with the
+model's own bfloat16; `vllm-three-processes` is vLLM's own default of a separate worker process
+(VLLM_ENABLE_V1_MULTIPROCESSING=1); `engine` is the embedded engine. The first vLLM start after
+installing may fill caches; later trials are what a second `make run` sees.
 Figures are printed and saved to bench/results/startup.json.
 """
 
@@ -34,6 +38,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 from machine import describe  # noqa: E402
 from model_servers import running_server, vllm_python  # noqa: E402
 
+from model_server import launch  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 
@@ -41,12 +46,25 @@ RESULTS = REPO / "bench" / "results" / "startup.json"
 QUESTION = [
     {"role": "user", "content": "Explain in a few sentences why regular backups matter for a company."}
 ]
-# variant -> (backend, environment overrides)
-VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
-    "vllm": ("vllm", {}),
-    "vllm-three-processes": ("vllm", {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}),
-    "engine": ("transformers", {}),
+PAGE = REPO / "bot" / "knowledge" / "sample" / "docs" / "benefits-and-leave" / "annual-leave.md"
+# variant -> (backend, environment overrides, ServerSpec overrides)
+VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "vllm": ("vllm", {}, {}),
+    "vllm-bfloat16": ("vllm", {}, {"dtype": "bfloat16"}),
+    "vllm-three-processes": ("vllm", {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, {}),
+    "engine": ("transformers", {}, {}),
 }
+DEFAULT_VARIANTS = "vllm,vllm-bfloat16,engine"
+
+
+def rag_question(n: int) -> list[dict[str, str]]:
+    """A bot-sized prompt: about 850 tokens of wiki text, then question `n` (each one different, so
+    no prefix cache answers it)."""
+    text = PAGE.read_text()[:3000]
+    return [
+        {"role": "system", "content": f"Answer from the documents below.\n\nDocuments:\n[{n}] {text}"},
+        {"role": "user", "content": f"Question {n}: how many days of leave do I get?"},
+    ]
 
 
 async def answer_speed(url: str) -> dict[str, float]:
@@ -67,18 +85,32 @@ async def answer_speed(url: str) -> dict[str, float]:
         )
     )
     aggregate = sum(r.completion_tokens for r in many) / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await client.chat(rag_question(0), model="base", max_tokens=32, temperature=0.0, logprobs=False)
+    rag_single = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            client.chat(rag_question(n), model="base", max_tokens=32, temperature=0.0, logprobs=False)
+            for n in range(1, 9)
+        )
+    )
+    rag_8 = time.perf_counter() - started
     await client.aclose()
     return {
         "first_answer_s": round(first, 2),
         "single_tokens_per_s": round(single, 1),
         "aggregate_tokens_per_s_at_8": round(aggregate, 1),
+        "rag_single_s": round(rag_single, 2),
+        "rag_8_s": round(rag_8, 2),
     }
 
 
 def one_start(variant: str, model_dir: Path, log_path: Path) -> dict[str, Any]:
-    backend, env = VARIANTS[variant]
+    backend, env, spec = VARIANTS[variant]
     started = time.monotonic()
-    with running_server(backend, model_dir, log_path, env=env, max_loras=3) as url:
+    with running_server(backend, model_dir, log_path, env=env, max_loras=3, **spec) as url:
         ready = time.monotonic() - started
         speed = asyncio.run(answer_speed(url))
     return {"ready_s": round(ready, 1), **speed}
@@ -86,7 +118,7 @@ def one_start(variant: str, model_dir: Path, log_path: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"any of {', '.join(VARIANTS)}")
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -96,7 +128,12 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "startup",
         "machine": describe(),
-        "settings": {"model": model_dir.name, "trials": args.trials, "max_loras": 3},
+        "settings": {
+            "model": model_dir.name,
+            "trials": args.trials,
+            "max_loras": 3,
+            "vllm_dtype_auto_here": launch.vllm_dtype("auto"),  # what `vllm` runs with on this machine
+        },
         "variants": {},
     }
     for variant in args.variants.split(","):

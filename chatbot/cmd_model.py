@@ -67,6 +67,7 @@ def launcher(
             max_lora_rank=settings.max_lora_rank,
             max_loras=settings.max_loras,
             max_model_len=settings.max_model_len,
+            dtype=settings.vllm_dtype,
             adapters=_active_adapter_paths(settings),  # read again at every (re)start
         )
         if chosen == "vllm":

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         "", description="Python of the vLLM environment; empty means .venv-vllm/bin/python."
     )
     vllm_kv_cache_gib: int = Field(2, ge=1, description="CPU KV cache for vLLM, in GiB.")
+    vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="vLLM's --dtype; auto: float32 on a CPU without bfloat16 instructions, else the model's.",
+    )
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the model server accepts.")
     max_loras: int = Field(3, ge=1, description="Adapters loaded at once (active, candidate, previous).")
     sample_knowledge: bool = Field(True, description="`chatbot setup` ingests the sample knowledge base.")

@@ -101,3 +101,24 @@ def test_the_vllm_command_and_environment() -> None:
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3"
     # the worker runs inside the engine process: one process fewer to start (bench/startup.py)
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
+def test_vllm_dtype_follows_the_cpu(tmp_path: Path) -> None:
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t: fpu avx2\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    # a CPU that would emulate bfloat16 computes in float32; one with the instructions keeps the model's
+    assert launch.vllm_dtype("auto", cpuinfo=avx2, gpu=False) == "float32"
+    assert launch.vllm_dtype("auto", cpuinfo=bf16, gpu=False) == "auto"
+    assert launch.vllm_dtype("auto", cpuinfo=avx2, gpu=True) == "auto"  # a GPU does its own
+    assert launch.vllm_dtype("auto", cpuinfo=tmp_path / "missing", gpu=False) == "auto"
+    assert launch.vllm_dtype("bfloat16", cpuinfo=avx2, gpu=False) == "bfloat16"  # a choice stands
+
+
+def test_the_vllm_command_carries_the_dtype() -> None:
+    spec = launch.ServerSpec(model_dir=Path("/models/base"), url="http://127.0.0.1:8123", dtype="float16")
+    command = launch.vllm_command(Path("/venv/bin/python"), spec)
+    assert command[command.index("--dtype") + 1] == "float16"
+    automatic = launch.vllm_command(Path("/venv/bin/python"), launch.ServerSpec(Path("/m"), "http://h:1"))
+    assert automatic[automatic.index("--dtype") + 1] == launch.vllm_dtype("auto")
