@@ -3,10 +3,10 @@
     .venv/bin/python bench/correction_recall.py                 # 20 corrections, ~10 minutes on 2 cores
     .venv/bin/python bench/correction_recall.py --corrections 30
 
-With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind the
-embedded engine (the `chatbot model-server` code path), the sample wiki indexed with MiniLM (a copy
-of data/index, or a fresh ingest), a migrated SQLite store, the answer pipeline, and the review desk
-that `chatbot review` and the Slack buttons use.
+With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind vLLM
+where .venv-vllm exists, else the embedded engine (as `chatbot model-server` chooses; `--backend`),
+the sample wiki indexed with MiniLM (a copy of data/index, or a fresh ingest), a migrated SQLite
+store, the answer pipeline, and the review desk that `chatbot review` and the Slack buttons use.
 
 1. Ask the sample questions (by id, every split) until `--corrections` of them are answered wrongly
    (the key fact is missing, `retrain.metrics.has_key_fact`).
@@ -16,6 +16,9 @@ that `chatbot review` and the Slack buttons use.
 4. Ask the reworded versions again: the key-fact rate *after*, and how often the reviewed correction
    was among the cited sources (retrieval) - to tell a retrieval miss from the model ignoring its
    context. The original wording is asked again too.
+5. The ceiling of the model's reading: each reworded question asked with its approved correction as
+   the ONLY passage in the prompt (perfect retrieval, no other page to distract it). Where this rate
+   is low, no retrieval or ranking can lift the model's answers: only the reviewed answer itself can.
 
 The pipeline is the bot's: a question close enough to an approved correction's question
 (REVIEWED_ANSWER_SIMILARITY, `--reviewed-similarity`) gets the reviewed answer itself, without the
@@ -41,13 +44,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server  # noqa: E402
+from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 
-from bot.curation import ReviewDesk, ReviewPolicy, correction_title  # noqa: E402
+from bot.curation import (  # noqa: E402
+    ReviewDesk,
+    ReviewPolicy,
+    correction_document,
+    correction_source,
+    correction_title,
+)
 from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline  # noqa: E402
+from bot.prompts import build_messages  # noqa: E402
 from bot.reviewed import ReviewedAnswers  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
@@ -61,7 +71,8 @@ RESULTS = REPO / "bench" / "results" / "correction_recall.json"
 @dataclass
 class Config:
     corrections: int = 20  # wrongly answered questions to correct
-    concurrency: int = 4  # questions in flight at once (the engine batches them)
+    concurrency: int = 8  # questions in flight at once (the server batches them)
+    backend: str = "vllm"  # or "transformers": the embedded engine
     index: str = str(REPO / "data" / "index")  # copied, never written; "" ingests the sample wiki afresh
     data_dir: str = str(REPO / "data")  # where the base model is prepared
     # REVIEWED_ANSWER_SIMILARITY: its default unless told; 0 leaves every answer to the model
@@ -83,6 +94,45 @@ def cites(answer: Answer, correction_id: int) -> bool:
     return any(s.title == correction_title(correction_id) for s in answer.sources)
 
 
+@dataclass(frozen=True)
+class _Passage:
+    id: str
+    title: str
+    text: str
+
+
+async def correction_alone(
+    client: AsyncModelClient,
+    pipeline: Pipeline,
+    wrong: list[dict[str, Any]],
+    corrected: list[int],
+    concurrency: int,
+) -> list[bool]:
+    """Whether the model states the key fact when the approved correction is its only passage."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(q: dict[str, Any], correction_id: int) -> bool:
+        passage = _Passage(
+            correction_source(correction_id),
+            correction_title(correction_id),
+            correction_document(q["question"], q["answer"]),
+        )
+        messages, _ = build_messages(
+            q["reworded"],
+            [passage],
+            style=pipeline.style,
+            budget=pipeline.max_model_len - pipeline.max_answer_tokens,
+            count=pipeline.count_tokens,
+        )
+        async with gate:
+            result = await client.chat(
+                messages, model="base", max_tokens=pipeline.max_answer_tokens, logprobs=False
+            )
+        return has_key_fact(result.text, q["key_fact"])
+
+    return list(await asyncio.gather(*(one(q, c) for q, c in zip(wrong, corrected, strict=True))))
+
+
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     machine = describe()  # the load average before this run adds its own
     model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
@@ -92,7 +142,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER]), knowledge=kb)
 
     started = time.perf_counter()
-    with running_server("transformers", model_dir, workdir / "engine.log") as server:
+    with running_server(cfg.backend, model_dir, workdir / "server.log") as server:
         client = AsyncModelClient(server, timeout=300)
         pipeline = Pipeline(
             retriever=kb,
@@ -119,6 +169,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         original_after = await ask_all(
             pipeline, [q["question"] for q in wrong], cfg.concurrency, "original, after"
         )
+        alone = await correction_alone(client, pipeline, wrong, corrected, cfg.concurrency)
         await client.aclose()
     database.dispose()
 
@@ -135,15 +186,16 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "after_cites_correction": cites(a, cid),
             "after_is_reviewed_answer": a.reviewed_correction_id == cid,
             "after_sources": [s.title for s in a.sources],
+            "correction_alone_has_key_fact": hit,
         }
-        for q, a0, b, a, cid in zip(wrong, first_answers, before, after, corrected, strict=True)
+        for q, a0, b, a, cid, hit in zip(wrong, first_answers, before, after, corrected, alone, strict=True)
     ]
     return {
         "benchmark": "correction_recall",
         "machine": machine,
         "settings": {
             "corrections": cfg.corrections,
-            "model": "SmolLM2-135M-Instruct (bundled), embedded engine, greedy",
+            "model": f"SmolLM2-135M-Instruct (bundled), {cfg.backend}, greedy",
             "embedder": embedder.model_id,
             "retrain": False,
             "reviewed_answer_similarity": cfg.reviewed_similarity,
@@ -167,6 +219,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             if wrong
             else 0.0,
         },
+        "correction_alone_key_fact_rate": round(sum(alone) / len(alone), 4) if alone else 0.0,
         "reviewed_answer_rate": {
             "reworded_after": served(after, corrected),
             "original_after": served(original_after, corrected),
@@ -183,6 +236,12 @@ def main() -> None:
     )
     parser.add_argument("--corrections", type=int, default=Config.corrections)
     parser.add_argument("--concurrency", type=int, default=Config.concurrency)
+    parser.add_argument(
+        "--backend",
+        choices=["vllm", "transformers"],
+        default="vllm" if vllm_python() else "transformers",
+        help="the model server (default: vLLM where .venv-vllm exists)",
+    )
     parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")
     parser.add_argument(
         "--reviewed-similarity",
@@ -194,6 +253,7 @@ def main() -> None:
     cfg = Config(
         corrections=args.corrections,
         concurrency=args.concurrency,
+        backend=args.backend,
         index=args.index,
         reviewed_similarity=args.reviewed_similarity,
     )
