@@ -8,7 +8,9 @@ would serve it today: system prompt with the retrieved passages, then the questi
 answer as the completion), `--steps` optimiser steps of `--batch-size` conversations, for each
 layout of a batch:
   - `batched`: all of a batch's conversations in one forward pass (padded, with an attention mask);
-  - `one-per-pass`: one conversation per forward pass, the batch by gradient accumulation.
+  - `one-per-pass`: one conversation per forward pass, the batch by gradient accumulation;
+  - `one-per-pass-trl-head`: the same with TRL's own loss, whose LM head on a CPU projects every
+    position of the conversation, not just the answer's (`retrain.answer_loss`).
 Each layout runs in a process of its own, so that its peak memory (ru_maxrss) is its own. The first
 step (warm-up) is left out of the timings. Figures are printed and saved to
 bench/results/train_step.json.
@@ -36,7 +38,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from machine import describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "train_step.json"
-LAYOUTS = {"batched": 0, "one-per-pass": 1}  # name -> rows per forward pass (0: the whole batch)
+# name -> (rows per forward pass (0: the whole batch), training loss on the answer positions alone)
+LAYOUTS = {"batched": (0, True), "one-per-pass": (1, True), "one-per-pass-trl-head": (1, False)}
 
 
 def served_examples(count: int) -> list[Any]:
@@ -59,7 +62,8 @@ def one_layout(layout: str, examples: list[Any], steps: int, batch_size: int) ->
     from retrain.train import make_trainer
 
     settings = Settings()
-    rows = LAYOUTS[layout] or batch_size
+    rows, answer_positions = LAYOUTS[layout]
+    rows = rows or batch_size
     cfg = replace(
         train_config(settings), batch_size=batch_size, max_steps=steps, time_budget_s=0.0, rows_per_pass=rows
     )
@@ -75,6 +79,7 @@ def one_layout(layout: str, examples: list[Any], steps: int, batch_size: int) ->
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(model_dir, examples, [], Path(tmp) / "adapter", cfg, progress=False)
+        trainer.answer_positions_only = answer_positions
         trainer.add_callback(Clock())
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]  # type: ignore[index]
         trainer.train()
@@ -82,6 +87,7 @@ def one_layout(layout: str, examples: list[Any], steps: int, batch_size: int) ->
     tokens_per_step = statistics.mean(lengths) * batch_size
     return {
         "rows_per_pass": rows,
+        "answer_positions_only": answer_positions,
         "step_seconds": [round(s, 2) for s in step_seconds],
         "median_step_s": round(statistics.median(timed), 2),
         "tokens_per_s": round(tokens_per_step / statistics.median(timed), 1),

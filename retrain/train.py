@@ -25,6 +25,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from retrain.answer_loss import AnswerPositionsTrainer
 from retrain.budget import StopAtTimeBudget
 from retrain.dataset import Example
 from retrain.errors import TrainingFailed
@@ -104,7 +105,7 @@ def make_trainer(
     *,
     max_lora_rank: int = 16,
     progress: bool = True,
-) -> SFTTrainer:
+) -> AnswerPositionsTrainer:
     if cfg.rank > max_lora_rank:
         raise TrainingFailed(f"LoRA rank {cfg.rank} is above the model server's limit of {max_lora_rank}.")
     rows = to_rows(train)
@@ -147,7 +148,7 @@ def make_trainer(
         disable_tqdm=not progress,
     )
     eval_rows = to_rows(validation)
-    return SFTTrainer(
+    return AnswerPositionsTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
