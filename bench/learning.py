@@ -100,8 +100,8 @@ def bare_peft_tokens_per_s(
     """A plain peft + AdamW loop on the same examples (answer-only loss, same batch size and the
     trainer's layout of it: as many rows per forward pass, the rest by gradient accumulation).
 
-    Like the trainer's fused LM head, it projects only the answer positions through the LM head:
-    the full [batch, length, vocabulary] logits of long served conversations would cost gigabytes
+    Like the trainer on a CPU (`retrain.answer_loss`), it projects only the answer positions through
+    the LM head: the full [batch, length, vocabulary] logits of long served conversations would cost gigabytes
     and time that the trainer does not spend, and flatter the ratio."""
     import torch
     import torch.nn.functional as F
