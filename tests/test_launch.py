@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -93,7 +94,12 @@ def test_backend_choice() -> None:
 def test_the_vllm_command_and_environment() -> None:
     spec = launch.ServerSpec(model_dir=Path("/models/base"), url="http://127.0.0.1:8123", max_loras=3)
     command = launch.vllm_command(Path("/venv/bin/python"), spec)
-    assert command[:4] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--enable-lora"]
+    # vLLM's server through vllm_serve.py, run by path (vLLM's Python has none of our packages)
+    assert command[:3] == ["/venv/bin/python", str(launch.VLLM_SERVE), "--enable-lora"]
+    assert launch.VLLM_SERVE.is_file() and launch.VLLM_SERVE.is_absolute()
+    stock = launch.vllm_command(Path("/venv/bin/python"), replace(spec, grouped_lora_ops=False))
+    assert stock[:4] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--enable-lora"]
+    assert stock[4:] == command[3:]
     assert command[command.index("--port") + 1] == "8123"
     assert command[command.index("--max-cpu-loras") + 1] == "4"  # active + candidate + previous + 1
     env = launch.vllm_environment(kv_cache_gib=3)
