@@ -10,12 +10,16 @@ path of `chatbot model-server`), `--trials` times in a row, and measures:
     so that a faster start is never bought with slower answers unnoticed;
   - rag_single_s / rag_8_s: what the bot really sends, a prompt of about 850 tokens (a sample-wiki
     page, as retrieved passages) and a 32-token answer: one question alone, then 8 different ones at
-    once (seconds until all 8 are answered).
+    once (seconds until all 8 are answered);
+  - adapter_rag_single_s / adapter_rag_8_s: the same through a LoRA adapter shaped as a retrain
+    writes it (rank 8 on every layer `retrain.train.TrainConfig` targets), loaded at run time, as the
+    bot answers once an adapter is active and as the validation gate asks its candidate.
 Variants: `vllm` is the product's command and environment as they stand (on a CPU without bfloat16
 instructions that means `--dtype float32`, `launch.vllm_dtype`); `vllm-bfloat16` is the same with the
-model's own bfloat16; `vllm-three-processes` is vLLM's own default of a separate worker process
-(VLLM_ENABLE_V1_MULTIPROCESSING=1); `engine` is the embedded engine. The first vLLM start after
-installing may fill caches; later trials are what a second `make run` sees.
+model's own bfloat16 and `vllm-float32` with float32; `vllm-stock-lora` runs vLLM's own CPU LoRA
+ops instead of model_server/vllm_serve.py's; `vllm-three-processes` is vLLM's own default of a
+separate worker process (VLLM_ENABLE_V1_MULTIPROCESSING=1); `engine` is the embedded engine. The
+first vLLM start after installing may fill caches; later trials are what a second `make run` sees.
 Figures are printed and saved to bench/results/startup.json.
 """
 
@@ -35,12 +39,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
+from lora_helpers import make_lora  # noqa: E402
 from machine import describe  # noqa: E402
 from model_servers import running_server, vllm_python  # noqa: E402
 
 from model_server import launch  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
+from retrain.train import TrainConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "startup.json"
 QUESTION = [
@@ -48,9 +54,11 @@ QUESTION = [
 ]
 PAGE = REPO / "bot" / "knowledge" / "sample" / "docs" / "benefits-and-leave" / "annual-leave.md"
 # variant -> (backend, environment overrides, ServerSpec overrides)
-VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
     "vllm": ("vllm", {}, {}),
     "vllm-bfloat16": ("vllm", {}, {"dtype": "bfloat16"}),
+    "vllm-float32": ("vllm", {}, {"dtype": "float32"}),
+    "vllm-stock-lora": ("vllm", {}, {"grouped_lora_ops": False}),
     "vllm-three-processes": ("vllm", {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, {}),
     "engine": ("transformers", {}, {}),
 }
@@ -67,7 +75,22 @@ def rag_question(n: int) -> list[dict[str, str]]:
     ]
 
 
-async def answer_speed(url: str) -> dict[str, float]:
+async def rag_times(client: AsyncModelClient, model: str) -> tuple[float, float]:
+    """Seconds for one wiki-sized question alone, then for 8 different ones at once."""
+    started = time.perf_counter()
+    await client.chat(rag_question(0), model=model, max_tokens=32, temperature=0.0, logprobs=False)
+    single = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            client.chat(rag_question(n), model=model, max_tokens=32, temperature=0.0, logprobs=False)
+            for n in range(1, 9)
+        )
+    )
+    return single, time.perf_counter() - started
+
+
+async def answer_speed(url: str, adapter: Path | None) -> dict[str, float]:
     client = AsyncModelClient(url, timeout=600)
     started = time.perf_counter()
     await client.chat(QUESTION, model="base", max_tokens=16, temperature=0.0, logprobs=False)
@@ -86,17 +109,15 @@ async def answer_speed(url: str) -> dict[str, float]:
     )
     aggregate = sum(r.completion_tokens for r in many) / (time.perf_counter() - started)
 
-    started = time.perf_counter()
-    await client.chat(rag_question(0), model="base", max_tokens=32, temperature=0.0, logprobs=False)
-    rag_single = time.perf_counter() - started
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            client.chat(rag_question(n), model="base", max_tokens=32, temperature=0.0, logprobs=False)
-            for n in range(1, 9)
-        )
-    )
-    rag_8 = time.perf_counter() - started
+    rag_single, rag_8 = await rag_times(client, "base")
+    adapter_figures = {}
+    if adapter is not None:
+        await client.load_adapter("bench-adapter", str(adapter))
+        adapter_single, adapter_8 = await rag_times(client, "bench-adapter")
+        adapter_figures = {
+            "adapter_rag_single_s": round(adapter_single, 2),
+            "adapter_rag_8_s": round(adapter_8, 2),
+        }
     await client.aclose()
     return {
         "first_answer_s": round(first, 2),
@@ -104,15 +125,16 @@ async def answer_speed(url: str) -> dict[str, float]:
         "aggregate_tokens_per_s_at_8": round(aggregate, 1),
         "rag_single_s": round(rag_single, 2),
         "rag_8_s": round(rag_8, 2),
+        **adapter_figures,
     }
 
 
-def one_start(variant: str, model_dir: Path, log_path: Path) -> dict[str, Any]:
+def one_start(variant: str, model_dir: Path, log_path: Path, adapter: Path | None) -> dict[str, Any]:
     backend, env, spec = VARIANTS[variant]
     started = time.monotonic()
     with running_server(backend, model_dir, log_path, env=env, max_loras=3, **spec) as url:
         ready = time.monotonic() - started
-        speed = asyncio.run(answer_speed(url))
+        speed = asyncio.run(answer_speed(url, adapter))
     return {"ready_s": round(ready, 1), **speed}
 
 
@@ -125,6 +147,7 @@ def main() -> None:
 
     model_dir = prepare_base_model(REPO / "data")
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    adapter = make_lora(model_dir, work / "adapter", target_modules=list(TrainConfig().target_modules))
     report: dict[str, Any] = {
         "benchmark": "startup",
         "machine": describe(),
@@ -132,6 +155,7 @@ def main() -> None:
             "model": model_dir.name,
             "trials": args.trials,
             "max_loras": 3,
+            "adapter": f"rank {TrainConfig().rank} on {', '.join(TrainConfig().target_modules)}",
             "vllm_dtype_auto_here": launch.vllm_dtype("auto"),  # what `vllm` runs with on this machine
         },
         "variants": {},
@@ -142,7 +166,7 @@ def main() -> None:
             continue
         trials = []
         for n in range(args.trials):
-            row = one_start(variant, model_dir, work / f"{variant}-{n}.log")
+            row = one_start(variant, model_dir, work / f"{variant}-{n}.log", adapter)
             print(f"{variant} trial {n + 1}: {row}", flush=True)
             trials.append(row)
         report["variants"][variant] = {

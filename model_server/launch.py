@@ -121,7 +121,9 @@ def vllm_dtype(
     (the model's bfloat16) on a GPU host or a CPU that computes in bfloat16, and is float32 on a CPU
     that would emulate bfloat16 (AVX2 hosts such as ours): there float32 answers a question with a
     wiki-sized prompt about 4x faster: 3.0-3.4 s instead of 13.8-14.3 s alone, 8 at once 24-27 s
-    instead of 115-121 s (bench/results/startup_dtype.json)."""
+    instead of 115-121 s (bench/results/startup_dtype.json). On a CPU with AVX512-BF16 bfloat16 is
+    the faster: 8 such questions in 7.2-7.8 s against 11.0-11.9 s in float32, through an adapter
+    9.7-10.0 s against 13.3-14.1 s (bench/results/startup_lora_ops.json)."""
     if requested != "auto":
         return requested
     if gpu is None:

