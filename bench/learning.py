@@ -79,6 +79,7 @@ class Config:
     backend: str = "vllm"  # or "transformers": the embedded engine
     epochs: float | None = None  # None: RETRAIN_EPOCHS (the product's setting)
     max_steps: int | None = None  # None: RETRAIN_MAX_STEPS
+    seed: int = 0  # LoRA initialisation and shuffling: another seed shows how much a figure is chance
     bare_steps: int = 8  # steps of the bare peft loop (enough for a stable tokens/s)
     test_limit: int = 0  # 0: the whole test split
     index: str = str(REPO / "data" / "index")
@@ -203,7 +204,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     # What `chatbot retrain` would use: the settings (their defaults unless the environment says
     # otherwise), with --epochs / --max-steps overriding.
     settings = Settings()
-    train_cfg = train_config(settings)
+    train_cfg = replace(train_config(settings), seed=cfg.seed)
     if cfg.epochs is not None:
         train_cfg = replace(train_cfg, epochs=cfg.epochs)
     if cfg.max_steps is not None:
@@ -392,6 +393,7 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=float, default=None, help="default: RETRAIN_EPOCHS")
     parser.add_argument("--max-steps", type=int, default=None, help="default: RETRAIN_MAX_STEPS")
+    parser.add_argument("--seed", type=int, default=Config.seed, help="training seed")
     parser.add_argument("--bare-steps", type=int, default=Config.bare_steps)
     parser.add_argument("--test-limit", type=int, default=Config.test_limit, help="first N test questions")
     parser.add_argument("--index", default=Config.index, help="index to copy ('' to ingest the sample wiki)")
@@ -402,6 +404,7 @@ def main() -> None:
         concurrency=args.concurrency,
         backend=args.backend,
         epochs=args.epochs,
+        seed=args.seed,
         max_steps=args.max_steps,
         bare_steps=args.bare_steps,
         test_limit=args.test_limit,
