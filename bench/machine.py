@@ -7,6 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from model_server.launch import bf16_cpu_flags
+
 
 def describe() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo")
@@ -14,11 +16,10 @@ def describe() -> dict[str, Any]:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor()
     )
-    flags = {word for line in lines if line.startswith("flags") for word in line.split()}
     return {
         "cpu": cpu,
         # whether the CPU computes in bfloat16 itself (vLLM's speed in bfloat16 depends on it)
-        "bfloat16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "bfloat16_instructions": sorted(bf16_cpu_flags(cpuinfo) or ()),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "os": platform.platform(),

@@ -41,7 +41,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from lora_helpers import make_lora  # noqa: E402
 from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
+from model_servers import SHORT_QUESTION, running_server, vllm_python, wiki_question  # noqa: E402
 
 from model_server import launch  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
@@ -49,10 +49,6 @@ from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain.train import TrainConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "startup.json"
-QUESTION = [
-    {"role": "user", "content": "Explain in a few sentences why regular backups matter for a company."}
-]
-PAGE = REPO / "bot" / "knowledge" / "sample" / "docs" / "benefits-and-leave" / "annual-leave.md"
 # variant -> (backend, environment overrides, ServerSpec overrides)
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
     "vllm": ("vllm", {}, {}),
@@ -65,25 +61,15 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
 DEFAULT_VARIANTS = "vllm,vllm-bfloat16,engine"
 
 
-def rag_question(n: int) -> list[dict[str, str]]:
-    """A bot-sized prompt: about 850 tokens of wiki text, then question `n` (each one different, so
-    no prefix cache answers it)."""
-    text = PAGE.read_text()[:3000]
-    return [
-        {"role": "system", "content": f"Answer from the documents below.\n\nDocuments:\n[{n}] {text}"},
-        {"role": "user", "content": f"Question {n}: how many days of leave do I get?"},
-    ]
-
-
 async def rag_times(client: AsyncModelClient, model: str) -> tuple[float, float]:
     """Seconds for one wiki-sized question alone, then for 8 different ones at once."""
     started = time.perf_counter()
-    await client.chat(rag_question(0), model=model, max_tokens=32, temperature=0.0, logprobs=False)
+    await client.chat(wiki_question(0), model=model, max_tokens=32, temperature=0.0, logprobs=False)
     single = time.perf_counter() - started
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            client.chat(rag_question(n), model=model, max_tokens=32, temperature=0.0, logprobs=False)
+            client.chat(wiki_question(n), model=model, max_tokens=32, temperature=0.0, logprobs=False)
             for n in range(1, 9)
         )
     )
@@ -93,17 +79,17 @@ async def rag_times(client: AsyncModelClient, model: str) -> tuple[float, float]
 async def answer_speed(url: str, adapter: Path | None) -> dict[str, float]:
     client = AsyncModelClient(url, timeout=600)
     started = time.perf_counter()
-    await client.chat(QUESTION, model="base", max_tokens=16, temperature=0.0, logprobs=False)
+    await client.chat(SHORT_QUESTION, model="base", max_tokens=16, temperature=0.0, logprobs=False)
     first = time.perf_counter() - started
 
     started = time.perf_counter()
-    one = await client.chat(QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
+    one = await client.chat(SHORT_QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
     single = one.completion_tokens / (time.perf_counter() - started)
 
     started = time.perf_counter()
     many = await asyncio.gather(
         *(
-            client.chat(QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
+            client.chat(SHORT_QUESTION, model="base", max_tokens=64, temperature=0.0, logprobs=False)
             for _ in range(8)
         )
     )

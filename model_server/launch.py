@@ -130,12 +130,21 @@ def vllm_dtype(
         gpu = Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists()
     if gpu:
         return "auto"
+    flags = bf16_cpu_flags(cpuinfo)
+    if flags is None:
+        return "auto"  # not Linux, or unreadable: leave it to vLLM
+    return "auto" if flags else "float32"
+
+
+def bf16_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """Which of BF16_CPU_FLAGS this CPU has (empty: it would emulate bfloat16), or None where
+    `cpuinfo` cannot be read."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return "auto"  # not Linux, or unreadable: leave it to vLLM
+        return None
     flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
-    return "auto" if flags & BF16_CPU_FLAGS else "float32"
+    return flags & BF16_CPU_FLAGS
 
 
 def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:

@@ -16,6 +16,21 @@ from model_server import launch
 REPO = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 NO_VLLM = "vLLM's environment .venv-vllm is missing; `make vllm` creates it (CI does)"
+# what tests and benchmarks ask a server: a short question, and one the size of the bot's
+SHORT_QUESTION = [
+    {"role": "user", "content": "Explain in a few sentences why regular backups matter for a company."}
+]
+WIKI_PAGE = REPO / "bot" / "knowledge" / "sample" / "docs" / "benefits-and-leave" / "annual-leave.md"
+
+
+def wiki_question(n: int) -> list[dict[str, str]]:
+    """A bot-sized prompt: about 850 tokens of wiki text, then question `n` (each one different, so
+    no prefix cache answers it)."""
+    text = WIKI_PAGE.read_text()[:3000]
+    return [
+        {"role": "system", "content": f"Answer from the documents below.\n\nDocuments:\n[{n}] {text}"},
+        {"role": "user", "content": f"Question {n}: how many days of leave do I get?"},
+    ]
 
 
 def free_port() -> int:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from lora_helpers import make_lora
-from model_servers import NO_VLLM, running_server, vllm_python
+from model_servers import NO_VLLM, SHORT_QUESTION, running_server, vllm_python, wiki_question
 
 from model_server import vllm_serve
 from model_server.client import AsyncModelClient
 from retrain.train import TrainConfig
 
 SLOTS, RANK, IN, OUT = 3, 8, 24, 40
-REPO = Path(__file__).resolve().parent.parent
 
 
 def reference(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -108,20 +107,6 @@ def test_install_leaves_vllm_alone_where_its_cpu_wrapper_is_missing() -> None:
     assert vllm_serve.install() is False
 
 
-QUESTION = "Explain in a few sentences why regular backups matter for a company."
-
-
-def long_question(n: int) -> list[dict[str, str]]:
-    page = (
-        Path(__file__).resolve().parent.parent
-        / "bot/knowledge/sample/docs/benefits-and-leave/annual-leave.md"
-    )
-    return [
-        {"role": "system", "content": f"Answer from the documents below.\n\n[{n}] {page.read_text()[:2500]}"},
-        {"role": "user", "content": f"Question {n}: how many days of leave do I get?"},
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_a_base_question_beside_adapter_questions_gets_the_base_answer(
@@ -140,12 +125,12 @@ def test_a_base_question_beside_adapter_questions_gets_the_base_answer(
     async def scenario(url: str) -> None:
         client = AsyncModelClient(url, timeout=300)
         await client.load_adapter("taught", str(adapter))
-        base_alone = await ask(client, [{"role": "user", "content": QUESTION}], "base")
-        adapter_alone = await ask(client, long_question(1), "taught")
-        assert base_alone != await ask(client, [{"role": "user", "content": QUESTION}], "taught")
+        base_alone = await ask(client, SHORT_QUESTION, "base")
+        adapter_alone = await ask(client, wiki_question(1), "taught")
+        assert base_alone != await ask(client, SHORT_QUESTION, "taught")
         together = await asyncio.gather(
-            *(ask(client, long_question(n), "taught") for n in (1, 2, 3)),
-            ask(client, [{"role": "user", "content": QUESTION}], "base"),
+            *(ask(client, wiki_question(n), "taught") for n in (1, 2, 3)),
+            ask(client, SHORT_QUESTION, "base"),
         )
         await client.aclose()
         assert together[-1] == base_alone
