@@ -22,11 +22,12 @@ from typing import Any, cast
 import torch
 from datasets import Dataset
 from peft import LoraConfig
+from torch.optim import Optimizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from retrain.answer_loss import AnswerPositionsTrainer
-from retrain.budget import StopAtTimeBudget
+from retrain.budget import StopAtTimeBudget, budget_decay
 from retrain.dataset import Example
 from retrain.errors import TrainingFailed
 
@@ -55,7 +56,9 @@ class TrainConfig:
         default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         metadata={"help": "Layers that get adapters."},
     )
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (linear decay)."})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "Peak learning rate, decayed linearly to zero at the last step."}
+    )
     epochs: float = field(default=3.0, metadata={"help": "Passes over the training split."})
     # Small batches: more optimiser steps from the few examples a retrain has, and less padding.
     batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
@@ -105,7 +108,7 @@ def make_trainer(
     *,
     max_lora_rank: int = 16,
     progress: bool = True,
-) -> AnswerPositionsTrainer:
+) -> RetrainTrainer:
     if cfg.rank > max_lora_rank:
         raise TrainingFailed(f"LoRA rank {cfg.rank} is above the model server's limit of {max_lora_rank}.")
     rows = to_rows(train)
@@ -128,8 +131,7 @@ def make_trainer(
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
+        warmup_steps=0,  # the decay is RetrainTrainer's
         max_length=cfg.max_length,
         completion_only_loss=True,
         logging_steps=1,
@@ -148,15 +150,34 @@ def make_trainer(
         disable_tqdm=not progress,
     )
     eval_rows = to_rows(validation)
-    return AnswerPositionsTrainer(
+    return RetrainTrainer(
+        budget=StopAtTimeBudget(cfg.time_budget_s),
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[StopOnNaN(), StopAtTimeBudget(cfg.time_budget_s)],
+        callbacks=[StopOnNaN()],
     )
+
+
+class RetrainTrainer(AnswerPositionsTrainer):
+    """The loss on the answer positions, stopped at the time budget, with the learning rate decayed
+    over the steps that budget allows (`retrain.budget.budget_decay`)."""
+
+    def __init__(self, *args: Any, budget: StopAtTimeBudget, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+        self.add_callback(budget)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Optimizer | None = None) -> Any:
+        if self.lr_scheduler is None:
+            chosen = optimizer if optimizer is not None else self.optimizer
+            assert chosen is not None, "the Trainer creates its optimizer before the scheduler"
+            self.lr_scheduler = budget_decay(chosen, num_training_steps, self.budget)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
 
 def rows_per_pass(cfg: TrainConfig) -> int:
@@ -207,7 +228,7 @@ def train_adapter(
     return run_trainer(trainer, out_dir, cfg)
 
 
-def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainResult:
+def run_trainer(trainer: RetrainTrainer, out_dir: Path, cfg: TrainConfig) -> TrainResult:
     tokenized = cast(Dataset, trainer.train_dataset)  # SFTTrainer tokenized it in __init__
     tokens_per_epoch = sum(len(ids) for ids in tokenized["input_ids"])
     steps_per_epoch = math.ceil(len(tokenized) / cfg.batch_size)
@@ -216,7 +237,6 @@ def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainRe
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
-    budget = next((c for c in trainer.callback_handler.callbacks if isinstance(c, StopAtTimeBudget)), None)
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     if not math.isfinite(output.training_loss):
         raise TrainingFailed(f"Training diverged (loss {output.training_loss}).")
@@ -233,7 +253,7 @@ def run_trainer(trainer: SFTTrainer, out_dir: Path, cfg: TrainConfig) -> TrainRe
         seconds=seconds,
         log_history=list(trainer.state.log_history),
         planned_steps=int(trainer.state.max_steps),
-        stopped_by_budget=budget is not None and budget.stopped_at_step is not None,
+        stopped_by_budget=trainer.budget.stopped_at_step is not None,
     )
 
 

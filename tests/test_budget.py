@@ -6,8 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from retrain.budget import StopAtTimeBudget, pick_training
+from retrain.budget import StopAtTimeBudget, budget_decay, pick_training
 from retrain.dataset import Example
 
 
@@ -69,6 +70,37 @@ def test_no_budget_and_the_last_step_never_stop_early(monkeypatch: pytest.Monkey
     tight = StopAtTimeBudget(1.0)
     tight.started = 0.0
     assert not _step(tight, 10, max_steps=10) and tight.stopped_at_step is None
+
+
+def _rates(callback: StopAtTimeBudget, planned: int, steps: int) -> list[float]:
+    """The learning rate of each step (peak 1.0) as the Trainer drives it: optimiser step, scheduler
+    step, then the callbacks; the last entry is the rate after the last step."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = budget_decay(optimizer, planned, callback)
+    callback.on_train_begin(None, None, None)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for step in range(1, steps + 1):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+        if _step(callback, step, max_steps=planned):
+            break
+    return rates
+
+
+def test_the_learning_rate_reaches_zero_at_the_step_the_budget_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([100.0, 130.0, 160.0, 190.0])  # steps of 30 s: 3 of the 10 planned fit in 100 s
+    monkeypatch.setattr("retrain.budget.time.perf_counter", lambda: next(clock))
+    callback = StopAtTimeBudget(100.0)
+    rates = _rates(callback, planned=10, steps=10)
+    # planned over 10 steps until the first one is timed, then over the 3 that fit
+    assert rates == pytest.approx([1.0, 0.9, 1 / 3, 0.0])
+    assert callback.stopped_at_step == 3 and callback.horizon(10) == 3
+
+
+def test_without_a_budget_the_decay_spans_the_planned_steps() -> None:
+    rates = _rates(StopAtTimeBudget(0), planned=4, steps=4)
+    assert rates == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
 
 
 @pytest.mark.slow
