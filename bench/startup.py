@@ -12,7 +12,7 @@ path of `chatbot model-server`), `--trials` times in a row, and measures:
     page, as retrieved passages) and a 32-token answer: one question alone, then 8 different ones at
     once (seconds until all 8 are answered);
   - adapter_rag_single_s / adapter_rag_8_s: the same through a LoRA adapter shaped as a retrain
-    writes it (rank 8 on every layer `retrain.train.TrainConfig` targets), loaded at run time, as the
+    writes it (`retrain.train.TrainConfig`'s rank, on every layer it targets), loaded at run time, as the
     bot answers once an adapter is active and as the validation gate asks its candidate.
 Variants: `vllm` is the product's command and environment as they stand (on a CPU without bfloat16
 instructions that means `--dtype float32`, `launch.vllm_dtype`); `vllm-bfloat16` is the same with the

@@ -128,9 +128,10 @@ class Settings(BaseSettings):
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
-    # planned passes: on two CPU cores RETRAIN_TRAIN_MINUTES stops a retrain of 32 served conversations
-    # after ~4.75 of them, and the learning-rate decay is planned over these 6 (bench/learning.py:
-    # reworded key-fact 0.50 after 4.75 epochs at 1e-3, 0.15 after 3)
+    # at most this many passes: on two CPU cores a retrain of 32 served conversations did all 6 in ~9.5
+    # minutes on one host and ~4.6 on a slower one before RETRAIN_TRAIN_MINUTES stopped it; either way
+    # the learning rate decays to zero at the last step (retrain.budget.budget_decay). bench/learning.py:
+    # reworded key-fact 0.50 after 4.75 epochs at 1e-3, 0.15 after 3
     retrain_epochs: float = Field(6.0, gt=0, description="Passes over the training data in a retrain.")
     retrain_max_steps: int = Field(
         -1, ge=-1, description="Stop a retrain's training after this many steps; -1 means all epochs."

@@ -57,7 +57,7 @@ def test_a_few_steps_change_lora_weights_and_not_the_base(base_model_dir: Path, 
     saved = load_file(tmp_path / "kb-v1" / "adapter_model.safetensors")
     assert saved and all("lora_" in name for name in saved)
     config = json.loads((tmp_path / "kb-v1" / "adapter_config.json").read_text())
-    assert config["r"] == 8 and not config.get("modules_to_save") and not config.get("use_dora")
+    assert config["r"] == cfg.rank and not config.get("modules_to_save") and not config.get("use_dora")
 
 
 def test_refusals_before_any_work(base_model_dir: Path, tmp_path: Path) -> None:
