@@ -262,7 +262,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             base_model="smollm2-135m-instruct",
             train=train_cfg,
             max_examples=settings.retrain_max_examples,
-            gate=GateConfig(margin=settings.gate_margin),
+            gate=GateConfig(margin=settings.gate_margin, loss_margin=settings.gate_loss_margin),
         )
         with database.writer() as session:
             queued = store.queue_run(session, trigger="cli", requested_by="bench")
@@ -321,6 +321,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "target_modules": list(train_cfg.target_modules),
             "max_examples": job.max_examples,
             "gate_margin": job.gate.margin,
+            "gate_loss_margin": job.gate.loss_margin,
             "test_questions": len(test),
         },
         "screened_questions": screened,

@@ -45,7 +45,7 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
         keep_loaded=settings.keep_loaded_adapters,
         max_examples=settings.retrain_max_examples,
         train=train or train_config(settings),
-        gate=GateConfig(margin=settings.gate_margin),
+        gate=GateConfig(margin=settings.gate_margin, loss_margin=settings.gate_loss_margin),
         progress=progress,
     )
 

@@ -10,7 +10,13 @@ The validation loss comes from training (`retrain.train`), for both models on th
 
 `decide` is pure, so the rules are tested on constructed figures:
   - no question may fail to get an answer;
-  - validation loss within `margin` (relative) of the live one;
+  - validation loss within `loss_margin` (relative, default 10%) of the live one: a guard against a
+    broken adapter (diverged, NaN), not a judge of a good one. The loss is on other questions'
+    reference answers, read token by token; an adapter that learned its corrections shifts some
+    probability towards them and raises it a little while its generated answers get much better
+    (bench/results/learning_seed1.json: loss 1.95 vs the base model's 1.82, +7%, with validation
+    token-F1 0.309 vs 0.118 and key-fact rate 0.458 vs 0.125). What users read is judged by the
+    generated measures below;
   - validation token-F1, key-fact rate and liked-answer F1 within `margin` (absolute) of the live;
   - the corrected questions answered right at `corrected_min_rate` (default: all of them).
 A check whose figure is missing on either side (no key facts, nothing liked yet) is skipped and
@@ -40,6 +46,9 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*%?")
 @dataclass(frozen=True)
 class GateConfig:
     margin: float = field(default=0.02, metadata={"help": "GATE_MARGIN: how far below live is tolerated."})
+    loss_margin: float = field(
+        default=0.10, metadata={"help": "GATE_LOSS_MARGIN: how far (relative) validation loss may rise."}
+    )
     corrected_min_rate: float = field(
         default=1.0, metadata={"help": "Share of corrected questions the candidate must answer right."}
     )
@@ -104,7 +113,14 @@ class Decision:
         return f"{verdict}: {'; '.join(self.reasons)}"
 
 
-def decide(candidate: Figures, live: Figures, margin: float, *, corrected_min_rate: float = 1.0) -> Decision:
+def decide(
+    candidate: Figures,
+    live: Figures,
+    margin: float,
+    *,
+    loss_margin: float = 0.10,
+    corrected_min_rate: float = 1.0,
+) -> Decision:
     checks: list[str] = []
     failed: list[str] = []
 
@@ -116,10 +132,11 @@ def decide(candidate: Figures, live: Figures, margin: float, *, corrected_min_ra
     if candidate.failures:
         check(False, f"{candidate.failures} of {candidate.questions} questions got no answer")
     if candidate.val_loss is not None and live.val_loss is not None:
-        limit = live.val_loss * (1 + margin)
+        limit = live.val_loss * (1 + loss_margin)
         check(
-            candidate.val_loss <= limit,
-            f"validation loss {candidate.val_loss:.4f} vs live {live.val_loss:.4f}",
+            candidate.val_loss <= limit,  # False for NaN
+            f"validation loss {candidate.val_loss:.4f} vs live {live.val_loss:.4f} "
+            f"(margin {loss_margin:.0%})",
         )
     for name, label in (
         ("val_token_f1", "validation token-F1"),

@@ -300,13 +300,20 @@ class _Job:
             live_loss=live_loss,
             progress=cfg.progress,
         )
-        decision = gate.decide(cand, theirs, cfg.gate.margin, corrected_min_rate=cfg.gate.corrected_min_rate)
+        decision = gate.decide(
+            cand,
+            theirs,
+            cfg.gate.margin,
+            loss_margin=cfg.gate.loss_margin,
+            corrected_min_rate=cfg.gate.corrected_min_rate,
+        )
         self.figures["gate"] = {
             "passed": decision.passed,
             "checks": decision.checks,
             "candidate": cand.to_dict(),
             "live": {"model": live_name, **theirs.to_dict()},
             "margin": cfg.gate.margin,
+            "loss_margin": cfg.gate.loss_margin,
             "questions": {
                 "validation": len(gate_set.validation),
                 "corrections": len(gate_set.corrections),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,7 +54,7 @@ def test_a_better_candidate_passes_and_says_what_was_checked() -> None:
 @pytest.mark.parametrize(
     ("changes", "why"),
     [
-        ({"val_loss": 1.60}, "validation loss"),
+        ({"val_loss": 1.70}, "validation loss 1.7000 vs live 1.5000 (margin 10%)"),
         ({"val_token_f1": 0.37}, "validation token-F1"),
         ({"val_key_fact_rate": 0.40}, "key-fact rate"),
         ({"liked_token_f1": 0.57}, "liked answers token-F1 0.570 vs live 0.600"),
@@ -70,8 +72,28 @@ def test_each_rule_can_reject(changes: dict[str, object], why: str) -> None:
 def test_the_margin_tolerates_a_small_drop_and_no_more() -> None:
     assert decide(_candidate(liked_token_f1=0.585), LIVE, 0.02).passed  # 0.015 below
     assert not decide(_candidate(liked_token_f1=0.575), LIVE, 0.02).passed  # 0.025 below
-    assert decide(_candidate(val_loss=1.52), LIVE, 0.02).passed  # loss: relative margin
-    assert not decide(_candidate(val_loss=1.54), LIVE, 0.02).passed
+    assert decide(_candidate(val_loss=1.52), LIVE, 0.02, loss_margin=0.02).passed  # loss: relative
+    assert not decide(_candidate(val_loss=1.54), LIVE, 0.02, loss_margin=0.02).passed
+
+
+def test_loss_guards_against_a_broken_adapter_and_lets_better_answers_pass() -> None:
+    # the shape of bench/results/learning_seed1.json: loss up 7%, every generated measure far better
+    learned = Figures(
+        val_loss=1.950,
+        val_token_f1=0.309,
+        val_key_fact_rate=0.458,
+        corrected_right_rate=1.0,
+        questions=80,
+    )
+    base = Figures(val_loss=1.818, val_token_f1=0.118, val_key_fact_rate=0.125, questions=60)
+    assert decide(learned, base, 0.02).passed
+    # a diverged adapter: loss up by a third, whatever else it scores
+    diverged = decide(replace(learned, val_loss=2.45), base, 0.02)
+    assert not diverged.passed and diverged.reasons[0].startswith("validation loss 2.4500")
+    assert not decide(replace(learned, val_loss=math.nan), base, 0.02).passed
+    # the guard alone does not pass an adapter whose answers got worse
+    worse = decide(replace(learned, val_loss=1.70, val_key_fact_rate=0.10), base, 0.02)
+    assert not worse.passed and "key-fact rate" in worse.reasons[0]
 
 
 def test_missing_figures_skip_their_check_but_nothing_at_all_is_rejected() -> None:
