@@ -61,7 +61,7 @@ from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain import promote  # noqa: E402
 from retrain.budget import pick_training  # noqa: E402
-from retrain.dataset import Dataset, Example, Seed, build_dataset  # noqa: E402
+from retrain.dataset import Dataset, Example, Seed, build_dataset, grounded_query  # noqa: E402
 from retrain.gate import GateConfig  # noqa: E402
 from retrain.job import JobConfig, run_retrain  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
@@ -193,6 +193,14 @@ def served_prompt(kb: KnowledgeBase) -> Callable[[str], list[dict[str, str]]]:
     return lambda q: build_messages(q, kb.search(q, k=5), style=style, budget=MAX_MODEL_LEN - 200)[0]
 
 
+def grounded_prompt(kb: KnowledgeBase) -> Callable[[str, str], list[dict[str, str]]]:
+    """As `chatbot.cmd_feedback.prompt_builders`: a correction's grounded twin."""
+    style = PromptStyle()
+    return lambda q, a: build_messages(
+        q, kb.search(grounded_query(q, a), k=5), style=style, budget=MAX_MODEL_LEN - 200
+    )[0]
+
+
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     load_at_start = list(os.getloadavg())
     model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
@@ -251,6 +259,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
                     session,
                     seeds=seeds,
                     prompt_for=served_prompt(kb),
+                    grounded_prompt_for=grounded_prompt(kb),
                     scrubber=Scrubber(),
                     count_tokens=count,
                     max_tokens=MAX_MODEL_LEN,

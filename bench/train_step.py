@@ -44,11 +44,11 @@ LAYOUTS = {"batched": (0, True), "one-per-pass": (1, True), "one-per-pass-trl-he
 
 def served_examples(count: int) -> list[Any]:
     from bot.knowledge.evaluate import load_questions
-    from chatbot.cmd_feedback import served_prompt
+    from chatbot.cmd_feedback import prompt_builders
     from chatbot.settings import Settings
     from retrain.dataset import Example
 
-    prompt_for = served_prompt(Settings())
+    prompt_for, _ = prompt_builders(Settings())
     questions = load_questions(splits=["train"])[:count]
     return [Example(f"sample:{q['id']}", "sample", prompt_for(q["question"]), q["answer"]) for q in questions]
 

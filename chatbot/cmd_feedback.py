@@ -13,7 +13,15 @@ from chatbot.settings import Settings
 from chatbot.wiring import open_database, open_knowledge, prompt_style, token_counter
 from feedback import queries, store
 from model_server.prepare import prepare_base_model
-from retrain.dataset import Dataset, PromptBuilder, Seed, build_dataset
+from retrain.dataset import (
+    Dataset,
+    GroundedPromptBuilder,
+    Message,
+    PromptBuilder,
+    Seed,
+    build_dataset,
+    grounded_query,
+)
 from retrain.export import FORMATS, export
 from retrain.pii import Scrubber
 
@@ -23,12 +31,22 @@ def feedback() -> None:
     """Training data from what users taught the bot."""
 
 
-def served_prompt(settings: Settings) -> PromptBuilder:
-    """The prompt the bot would serve for a question today, for sample questions."""
+def prompt_builders(settings: Settings) -> tuple[PromptBuilder, GroundedPromptBuilder]:
+    """The prompt the bot would serve for a question today (for sample questions), and the one with
+    the passages retrieved for a question and its corrected answer (a correction's grounded twin)."""
     kb = open_knowledge(settings)
     style = prompt_style(settings)
     budget = settings.max_model_len - 200
-    return lambda question: build_messages(question, kb.search(question, k=5), style=style, budget=budget)[0]
+
+    def served(question: str) -> list[Message]:
+        return build_messages(question, kb.search(question, k=5), style=style, budget=budget)[0]
+
+    def grounded(question: str, answer: str) -> list[Message]:
+        return build_messages(
+            question, kb.search(grounded_query(question, answer), k=5), style=style, budget=budget
+        )[0]
+
+    return served, grounded
 
 
 def build_training_data(settings: Settings) -> Dataset:
@@ -40,11 +58,13 @@ def build_training_data(settings: Settings) -> Dataset:
         Seed(q["id"], q["question"], q["answer"], q["split"])
         for q in (load_questions() if settings.sample_knowledge else [])
     ]
+    served, grounded = prompt_builders(settings)
     with database.reader() as session:
         return build_dataset(
             session,
             seeds=seeds,
-            prompt_for=served_prompt(settings),
+            prompt_for=served,
+            grounded_prompt_for=grounded,
             scrubber=Scrubber(),
             count_tokens=token_counter(model_dir),
             max_tokens=settings.max_model_len,

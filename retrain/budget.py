@@ -2,10 +2,10 @@
 
 Two bounds, both recorded with the run:
   - `pick_training`: at most `limit` training examples. What users taught comes first –
-    corrections, then liked answers, newest first – and the sample question set fills what is left
-    (in a stable order, so the same data gives the same pick). On 2 cores a step of 8 served
-    conversations (~6,000 tokens with their passages) takes about a minute, so the sample set's 180
-    questions alone would keep a retrain busy for hours.
+    corrections (each with its grounded twin), then liked answers, newest first – and the sample
+    question set fills what is left (in a stable order, so the same data gives the same pick). On
+    2 cores a step of 8 served conversations (~6,000 tokens with their passages) takes about a
+    minute, so the sample set's 180 questions alone would keep a retrain busy for hours.
   - `StopAtTimeBudget`: training ends after the last step that fits in the budget, measured on
     the steps done so far; the adapter trained until then is saved and goes through the gate.
     `budget_decay` plans the learning rate's linear decay over those steps, not over the epochs
@@ -30,7 +30,9 @@ from retrain.dataset import Example
 
 log = logging.getLogger(__name__)
 
-PRIORITY = {"correction": 0, "liked": 1}  # anything else (the sample set) fills the rest
+# A correction's grounded twin ranks with it (same number, listed after it): a limit keeps pairs.
+# Anything else (the sample set) fills the rest.
+PRIORITY = {"correction": 0, "grounded": 0, "liked": 1}
 
 
 def pick_training(examples: Sequence[Example], limit: int) -> tuple[list[Example], int]:

@@ -3,6 +3,12 @@
 Sources, each example being the conversation as it was served (system prompt with the passages
 retrieved then, thread history, the question) plus the target answer:
   - approved corrections: the correction is the target, the original answer kept as "rejected";
+  - each correction's grounded twin (where a `grounded_prompt_for` is given): the same question and
+    target with the passages retrieved for the question and the corrected answer together. The
+    served passages often lack what the correction says (the bot answered wrongly for a reason), and
+    trained on them alone the model learns to answer that question from memory, not from the
+    documents; the twin shows it the passage that holds the answer, which a reworded question
+    retrieves too. Skipped where it would be the served conversation again;
   - answers with a positive vote balance and no open or approved correction (target: the answer);
   - answers with a negative balance: kept only as undesirable examples for KTO;
   - the sample question set: its train split for training, its validation split for validation.
@@ -29,6 +35,7 @@ from retrain.pii import Scrubber
 
 Message = dict[str, str]
 PromptBuilder = Callable[[str], list[Message]]
+GroundedPromptBuilder = Callable[[str, str], list[Message]]  # (question, answer) -> messages
 TokenCounter = Callable[[str], int]
 
 
@@ -45,7 +52,7 @@ class Seed:
 @dataclass(frozen=True)
 class Example:
     id: str
-    kind: str  # correction, liked, disliked, sample
+    kind: str  # correction, grounded (a correction's twin), liked, disliked, sample
     prompt: list[Message]  # everything before the answer, ending with the user's question
     completion: str
     rejected: str | None = None
@@ -81,6 +88,11 @@ class Dataset:
                 out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
 
 
+def grounded_query(question: str, answer: str) -> str:
+    """What a correction's grounded twin retrieves its passages with."""
+    return f"{question}\n{answer}"
+
+
 def stable_split(example_id: str, validation_share: float) -> str:
     bucket = int(hashlib.sha1(example_id.encode()).hexdigest()[:8], 16) % 1000
     return "validation" if bucket < validation_share * 1000 else "train"
@@ -96,6 +108,7 @@ def build_dataset(
     max_tokens: int = 1024,
     opted_out: Iterable[str] = (),
     validation_share: float = 0.1,
+    grounded_prompt_for: GroundedPromptBuilder | None = None,
 ) -> Dataset:
     excluded = set(opted_out) | queries.opted_out_users(session)
     dataset = Dataset(examples=[])
@@ -123,6 +136,20 @@ def build_dataset(
             )
         )
         answer_ids.append(answer.id or 0)
+        if grounded_prompt_for is not None:
+            grounded = grounded_prompt_for(answer.prompt[-1]["content"], correction.text)
+            if grounded == answer.prompt:
+                dataset.dropped["grounded_as_served"] += 1
+            else:
+                candidates.append(
+                    Example(
+                        id=f"grounded:{correction.id}",
+                        kind="grounded",
+                        prompt=grounded,
+                        completion=correction.text,
+                        split="train",
+                    )
+                )
 
     for answer, question, net in queries.voted_answers(session):
         if question.user_id in excluded:
@@ -156,10 +183,11 @@ def build_dataset(
 
     # The documents the bot served (in each system prompt) are the company's own words.
     scrubber.allow(m["content"] for e in candidates for m in e.prompt if m["role"] == "system")
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, bool]] = set()
     for example in candidates:
         example = _scrubbed(example, scrubber)
-        key = (_norm(example.prompt[-1]["content"]), _norm(example.completion))
+        # a grounded twin repeats its correction's question and answer, with other passages
+        key = (_norm(example.prompt[-1]["content"]), _norm(example.completion), example.kind == "grounded")
         if key in seen:
             dataset.dropped["duplicate"] += 1
             continue

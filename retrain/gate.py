@@ -10,13 +10,13 @@ The validation loss comes from training (`retrain.train`), for both models on th
 
 `decide` is pure, so the rules are tested on constructed figures:
   - no question may fail to get an answer;
-  - validation loss within `loss_margin` (relative, default 10%) of the live one: a guard against a
+  - validation loss within `loss_margin` (relative, default 20%) of the live one: a guard against a
     broken adapter (diverged, NaN), not a judge of a good one. The loss is on other questions'
     reference answers, read token by token; an adapter that learned its corrections shifts some
-    probability towards them and raises it a little while its generated answers get much better
-    (bench/results/learning_seed1.json: loss 1.95 vs the base model's 1.82, +7%, with validation
-    token-F1 0.309 vs 0.118 and key-fact rate 0.458 vs 0.125). What users read is judged by the
-    generated measures below;
+    probability towards them and raises it a little while its generated answers get much better:
+    the candidates of bench/results/learning*.json rose 0-10% above the base model's 1.82 with
+    validation token-F1 0.26-0.34 against 0.12 (learning_no_twins_seed1.json: 1.95, +7%;
+    learning_seed2.json: 2.00, +10%). What users read is judged by the generated measures below;
   - validation token-F1, key-fact rate and liked-answer F1 within `margin` (absolute) of the live;
   - the corrected questions answered right at `corrected_min_rate` (default: all of them).
 A check whose figure is missing on either side (no key facts, nothing liked yet) is skipped and
@@ -47,7 +47,7 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*%?")
 class GateConfig:
     margin: float = field(default=0.02, metadata={"help": "GATE_MARGIN: how far below live is tolerated."})
     loss_margin: float = field(
-        default=0.10, metadata={"help": "GATE_LOSS_MARGIN: how far (relative) validation loss may rise."}
+        default=0.20, metadata={"help": "GATE_LOSS_MARGIN: how far (relative) validation loss may rise."}
     )
     corrected_min_rate: float = field(
         default=1.0, metadata={"help": "Share of corrected questions the candidate must answer right."}
@@ -118,7 +118,7 @@ def decide(
     live: Figures,
     margin: float,
     *,
-    loss_margin: float = 0.10,
+    loss_margin: float = 0.20,
     corrected_min_rate: float = 1.0,
 ) -> Decision:
     checks: list[str] = []

@@ -38,6 +38,17 @@ def test_newest_feedback_wins_when_there_is_more_than_the_limit() -> None:
     assert [e.id for e in picked] == ["correction:5", "correction:4", "correction:3"] and left_out == 2
 
 
+def test_a_correction_and_its_grounded_twin_are_kept_together() -> None:
+    examples = [
+        *(_example(f"grounded:{i}", "grounded") for i in range(1, 4)),
+        *(_example(f"correction:{i}", "correction") for i in range(1, 4)),
+        _example("answer:7", "liked"),
+    ]
+    picked, left_out = pick_training(examples, 4)
+    assert sorted(e.id for e in picked) == ["correction:2", "correction:3", "grounded:2", "grounded:3"]
+    assert [e.id.split(":")[1] for e in picked] == ["3", "3", "2", "2"] and left_out == 3
+
+
 @pytest.mark.parametrize("limit", [0, 20])
 def test_no_limit_or_room_for_everything_keeps_all(limit: int) -> None:
     examples = [_example("sample:a", "sample"), _example("correction:1", "correction")]

@@ -99,6 +99,46 @@ def test_opt_outs_duplicates_and_long_examples_are_dropped(database: Database) -
     assert dataset.dropped == {"opted_out": 2, "duplicate": 1, "too_long": 1}
 
 
+def test_each_correction_gets_a_grounded_twin_with_the_passages_of_its_answer(database: Database) -> None:
+    leave = _answer(database, "How many leave days?", "You get 20 days.")
+    lunch = _answer(database, "Lunch budget?", "EUR 10.")
+    liked = _answer(database, "Who runs payroll?", "Finance Ops.")
+    with database.writer() as s:
+        fixes = [
+            store.submit_correction(s, answer_id=leave, author="U2", text="You get 27 days a year."),
+            store.submit_correction(s, answer_id=lunch, author="U2", text="EUR 15 a day."),
+        ]
+        for fix in fixes:
+            store.review_correction(s, correction_id=fix.id, reviewer="R1", decision="approve")
+        store.record_vote(s, answer_id=liked, user_id="U3", value=1, source="button")
+    asked: list[tuple[str, str]] = []
+
+    def grounded(question: str, answer: str) -> list[dict[str, str]]:
+        asked.append((question, answer))
+        if question == "Lunch budget?":  # retrieval found what was served: no twin
+            return served(question)
+        passage = {"role": "system", "content": f"Documents:\n[1] Leave\n{answer}"}
+        return [passage, {"role": "user", "content": question}]
+
+    dataset = _build(database, grounded_prompt_for=grounded)
+    by_id = {e.id: e for e in dataset.examples}
+    leave_fix, lunch_fix = (fix.id for fix in fixes)
+
+    assert asked == [("How many leave days?", "You get 27 days a year."), ("Lunch budget?", "EUR 15 a day.")]
+    twin = by_id[f"grounded:{leave_fix}"]
+    assert (twin.kind, twin.completion, twin.rejected, twin.split) == (
+        "grounded",
+        "You get 27 days a year.",
+        None,
+        "train",
+    )
+    assert twin.prompt[0]["content"].endswith("You get 27 days a year.")
+    assert by_id[f"correction:{leave_fix}"].prompt == served("How many leave days?")  # kept as served
+    assert f"grounded:{lunch_fix}" not in by_id and dataset.dropped == {"grounded_as_served": 1}
+    assert [e.kind for e in dataset.examples].count("grounded") == 1  # votes get no twin
+    assert not any(e.kind == "grounded" for e in _build(database).examples)  # no builder, no twins
+
+
 def test_personal_data_is_scrubbed_before_anything_is_written(database: Database, tmp_path: Path) -> None:
     answer_id = _answer(
         database, "My number is +44 20 7946 0958, call me?", "Call the desk on +31 10 555 0100."

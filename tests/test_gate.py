@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from retrain.dataset import Example
+from retrain.dataset import Dataset, Example
 from retrain.errors import TrainingFailed, Unservable, VersionExists
-from retrain.gate import Figures, GateSet, answered_right, decide, score
+from retrain.gate import Figures, GateConfig, GateSet, answered_right, decide, score
 from retrain.job import failure_reason
 from retrain.registry import (
     check_servable,
@@ -54,7 +54,7 @@ def test_a_better_candidate_passes_and_says_what_was_checked() -> None:
 @pytest.mark.parametrize(
     ("changes", "why"),
     [
-        ({"val_loss": 1.70}, "validation loss 1.7000 vs live 1.5000 (margin 10%)"),
+        ({"val_loss": 1.90}, "validation loss 1.9000 vs live 1.5000 (margin 20%)"),
         ({"val_token_f1": 0.37}, "validation token-F1"),
         ({"val_key_fact_rate": 0.40}, "key-fact rate"),
         ({"liked_token_f1": 0.57}, "liked answers token-F1 0.570 vs live 0.600"),
@@ -77,11 +77,11 @@ def test_the_margin_tolerates_a_small_drop_and_no_more() -> None:
 
 
 def test_loss_guards_against_a_broken_adapter_and_lets_better_answers_pass() -> None:
-    # the shape of bench/results/learning_seed1.json: loss up 7%, every generated measure far better
+    # the shape of bench/results/learning_seed2.json: loss up 10%, every generated measure far better
     learned = Figures(
-        val_loss=1.950,
-        val_token_f1=0.309,
-        val_key_fact_rate=0.458,
+        val_loss=2.0025,
+        val_token_f1=0.308,
+        val_key_fact_rate=0.375,
         corrected_right_rate=1.0,
         questions=80,
     )
@@ -90,6 +90,7 @@ def test_loss_guards_against_a_broken_adapter_and_lets_better_answers_pass() -> 
     # a diverged adapter: loss up by a third, whatever else it scores
     diverged = decide(replace(learned, val_loss=2.45), base, 0.02)
     assert not diverged.passed and diverged.reasons[0].startswith("validation loss 2.4500")
+    assert not decide(learned, base, 0.02, loss_margin=0.10).passed  # the margin is a setting
     assert not decide(replace(learned, val_loss=math.nan), base, 0.02).passed
     # the guard alone does not pass an adapter whose answers got worse
     worse = decide(replace(learned, val_loss=1.70, val_key_fact_rate=0.10), base, 0.02)
@@ -107,6 +108,22 @@ def test_corrections_need_all_answered_unless_configured() -> None:
     partly = _candidate(corrected_right_rate=0.8)
     assert not decide(partly, LIVE, 0.02).passed
     assert decide(partly, LIVE, 0.02, corrected_min_rate=0.75).passed
+
+
+def test_the_gate_asks_each_corrected_question_once_not_its_grounded_twin() -> None:
+    def example(example_id: str, kind: str, split: str = "train") -> Example:
+        return Example(example_id, kind, [{"role": "user", "content": "Leave?"}], "27 days.", split=split)
+
+    dataset = Dataset(
+        [
+            example("correction:1", "correction"),
+            example("grounded:1", "grounded"),
+            example("sample:v", "sample", "validation"),
+        ]
+    )
+    gate_set = GateSet.from_dataset(dataset, GateConfig())
+    assert [e.id for e in gate_set.corrections] == ["correction:1"]
+    assert [e.id for e in gate_set.validation] == ["sample:v"]
 
 
 def test_answered_right_uses_the_key_fact_then_numbers_then_overlap() -> None:
