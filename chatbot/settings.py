@@ -128,10 +128,10 @@ class Settings(BaseSettings):
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
-    # at most this many passes: on two CPU cores a retrain of 32 served conversations did all 6 in 514 s
-    # of steps on one host and ~4.6 on a slower one before RETRAIN_TRAIN_MINUTES stopped it; either way
-    # the learning rate decays to zero at the last step (retrain.budget.budget_decay). bench/learning.py
-    # on the slower host: reworded key-fact 0.50 after 4.75 epochs at 1e-3, 0.15 after 3
+    # at most this many passes: on two CPU cores a retrain of 44 served conversations did 5.2 (57 steps)
+    # before RETRAIN_TRAIN_MINUTES stopped it, one of 32 all 6 in 514 s of steps, and ~4.6 on a slower
+    # host; either way the learning rate decays to zero at the last step (retrain.budget.budget_decay).
+    # bench/learning.py on the slower host: reworded key-fact 0.50 after 4.75 epochs at 1e-3, 0.15 after 3
     retrain_epochs: float = Field(6.0, gt=0, description="Passes over the training data in a retrain.")
     retrain_max_steps: int = Field(
         -1, ge=-1, description="Stop a retrain's training after this many steps; -1 means all epochs."
@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     # 2e-3: 18 of 20 corrected questions right after the default retrain of the time (rank 8), 14 of 20
     # at 1e-3 (bench/results/learning.json as of commit 4f92873, learning_10min_6epochs.json)
     retrain_learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate of a retrain's LoRA.")
+    # 44: 20 corrections with their grounded twins and 4 sample questions; reworded key-fact 0.85, 0.80
+    # and 0.65 for training seeds 0-2, against 0.70, 0.65 and 0.65 from 32 examples without twins
+    # (bench/results/learning.json, learning_seed*.json, learning_no_twins*.json)
     retrain_max_examples: int = Field(
         44,
         ge=0,

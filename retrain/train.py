@@ -50,7 +50,8 @@ class TrainConfig:
     # 16, the server's default MAX_LORA_RANK: a default retrain stated the key fact for 14 of 20 reworded
     # corrected questions and answered all 20 corrected ones right, against 12 and 18 at rank 8, and
     # 11 and 20 at rank 32, whose validation loss rose past the base model's (training seed 0; at rank
-    # 16 seeds 1 and 2 gave 13 and 20, 13 and 19) (bench/results/learning*.json)
+    # 16 seeds 1 and 2 gave 13 and 20, 13 and 19) (bench/results/learning_no_twins*.json, learning_rank*.json;
+    # 32 examples, before corrections had grounded twins)
     rank: int = field(default=16, metadata={"help": "LoRA rank; must not exceed the server's MAX_LORA_RANK."})
     alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / rank)."})
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
