@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     # 2e-3: 18 of 20 corrected questions right after the default retrain of the time (rank 8), 14 of 20
     # at 1e-3 (bench/results/learning.json as of commit 4f92873, learning_10min_6epochs.json)
     retrain_learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate of a retrain's LoRA.")
-    # 44: 20 corrections with their grounded twins and 4 sample questions; reworded key-fact 0.85, 0.80
-    # and 0.65 for training seeds 0-2, against 0.70, 0.65 and 0.65 from 32 examples without twins
+    # 44: 20 corrections with their grounded twins and 4 sample questions; reworded key-fact 0.85, 0.80,
+    # 0.65 and 0.80 for training seeds 0-3, against 0.70, 0.65 and 0.65 from 32 examples without twins
     # (bench/results/learning.json, learning_seed*.json, learning_no_twins*.json)
     retrain_max_examples: int = Field(
         44,
