@@ -78,14 +78,8 @@ def test_the_margin_tolerates_a_small_drop_and_no_more() -> None:
 
 def test_loss_guards_against_a_broken_adapter_and_lets_better_answers_pass() -> None:
     # the shape of bench/results/learning_seed2.json: loss up 10%, every generated measure far better
-    learned = Figures(
-        val_loss=2.0025,
-        val_token_f1=0.308,
-        val_key_fact_rate=0.375,
-        corrected_right_rate=1.0,
-        questions=80,
-    )
-    base = Figures(val_loss=1.818, val_token_f1=0.118, val_key_fact_rate=0.125, questions=60)
+    learned = _candidate(val_loss=2.0025, val_token_f1=0.308, val_key_fact_rate=0.375, liked_token_f1=None)
+    base = Figures(val_loss=1.818, val_token_f1=0.122, val_key_fact_rate=0.125, questions=24)
     assert decide(learned, base, 0.02).passed
     # a diverged adapter: loss up by a third, whatever else it scores
     diverged = decide(replace(learned, val_loss=2.45), base, 0.02)
