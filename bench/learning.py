@@ -35,7 +35,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,11 @@ from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowled
 from tqdm.auto import tqdm  # noqa: E402
 
 from bot.curation import ReviewDesk, ReviewPolicy  # noqa: E402
-from bot.knowledge import KnowledgeBase, load_embedder  # noqa: E402
+from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline  # noqa: E402
-from bot.prompts import PromptStyle, build_messages  # noqa: E402
+from bot.prompts import PromptStyle  # noqa: E402
+from chatbot.cmd_feedback import prompt_builders_over  # noqa: E402
 from chatbot.cmd_retrain import sample_key_facts, train_config  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import active_model, token_counter  # noqa: E402
@@ -61,7 +62,7 @@ from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain import promote  # noqa: E402
 from retrain.budget import pick_training  # noqa: E402
-from retrain.dataset import Dataset, Example, Seed, build_dataset, grounded_query  # noqa: E402
+from retrain.dataset import Dataset, Example, Seed, build_dataset  # noqa: E402
 from retrain.gate import GateConfig  # noqa: E402
 from retrain.job import JobConfig, run_retrain  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
@@ -188,19 +189,6 @@ def _token_ids(encoded: Any) -> list[int]:
     return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
 
-def served_prompt(kb: KnowledgeBase) -> Callable[[str], list[dict[str, str]]]:
-    style = PromptStyle()
-    return lambda q: build_messages(q, kb.search(q, k=5), style=style, budget=MAX_MODEL_LEN - 200)[0]
-
-
-def grounded_prompt(kb: KnowledgeBase) -> Callable[[str, str], list[dict[str, str]]]:
-    """As `chatbot.cmd_feedback.prompt_builders`: a correction's grounded twin."""
-    style = PromptStyle()
-    return lambda q, a: build_messages(
-        q, kb.search(grounded_query(q, a), k=5), style=style, budget=MAX_MODEL_LEN - 200
-    )[0]
-
-
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     load_at_start = list(os.getloadavg())
     model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
@@ -252,14 +240,15 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
 
         # 4: one retrain, timed end to end
         seeds = [Seed(q["id"], q["question"], q["answer"], q["split"]) for q in load_questions()]
+        served, grounded = prompt_builders_over(kb, PromptStyle(), MAX_MODEL_LEN - 200)
 
         def dataset() -> Dataset:
             with database.reader() as session:
                 return build_dataset(
                     session,
                     seeds=seeds,
-                    prompt_for=served_prompt(kb),
-                    grounded_prompt_for=grounded_prompt(kb),
+                    prompt_for=served,
+                    grounded_prompt_for=grounded,
                     scrubber=Scrubber(),
                     count_tokens=count,
                     max_tokens=MAX_MODEL_LEN,

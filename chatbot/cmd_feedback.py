@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from bot.knowledge import KnowledgeBase
 from bot.knowledge.evaluate import load_questions
-from bot.prompts import build_messages
+from bot.prompts import PromptStyle, build_messages
 from chatbot.common import load_settings
 from chatbot.settings import Settings
 from chatbot.wiring import open_database, open_knowledge, prompt_style, token_counter
@@ -34,9 +35,15 @@ def feedback() -> None:
 def prompt_builders(settings: Settings) -> tuple[PromptBuilder, GroundedPromptBuilder]:
     """The prompt the bot would serve for a question today (for sample questions), and the one with
     the passages retrieved for a question and its corrected answer (a correction's grounded twin)."""
-    kb = open_knowledge(settings)
-    style = prompt_style(settings)
-    budget = settings.max_model_len - 200
+    return prompt_builders_over(
+        open_knowledge(settings), prompt_style(settings), settings.max_model_len - 200
+    )
+
+
+def prompt_builders_over(
+    kb: KnowledgeBase, style: PromptStyle, budget: int
+) -> tuple[PromptBuilder, GroundedPromptBuilder]:
+    """`prompt_builders` over a given knowledge base (the learning bench's copy of the index)."""
 
     def served(question: str) -> list[Message]:
         return build_messages(question, kb.search(question, k=5), style=style, budget=budget)[0]
