@@ -60,6 +60,14 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_a_negative_gate_loss_margin_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATE_LOSS_MARGIN", "-0.1")
+    with pytest.raises(ValidationError, match="gate_loss_margin"):
+        Settings()
+    monkeypatch.setenv("GATE_LOSS_MARGIN", "0.35")
+    assert Settings().gate_loss_margin == 0.35
+
+
 def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """The dataset drops examples over MAX_MODEL_LEN; the trainer must not cut the answers off the rest."""
     from chatbot.cmd_retrain import train_config
