@@ -16,12 +16,19 @@ from sqlmodel import SQLModel
 from chatbot.settings import get_settings
 from feedback import migrate
 from feedback.db import Database
+from model_servers import NO_VLLM, vllm_python
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 # Prepared models survive between test runs here (the repo's ignored data/ folder by default).
 REPO = Path(__file__).resolve().parent.parent
 TEST_CACHE = Path(os.environ.get("CHATBOT_TEST_CACHE", REPO / "data" / "test-cache"))
 NO_POSTGRES = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `vllm` is skipped, saying why, where vLLM's environment was not built."""
+    if item.get_closest_marker("vllm") and vllm_python() is None:
+        pytest.skip(NO_VLLM)
 
 
 @pytest.fixture(autouse=True)
