@@ -6,6 +6,8 @@ ModelServerError
     ├── BadRequest           400: the request was malformed
     ├── ModelNotFound        404: no such base model or adapter loaded
     └── AdapterRejected      the server will not load this adapter (rank, modules_to_save, path)
+
+PrepareError                 the base model could not be prepared (catalog, parts, hash, memory, format)
 """
 
 from __future__ import annotations
@@ -40,3 +42,7 @@ class ModelNotFound(ModelServerRefused):
 
 class AdapterRejected(ModelServerRefused):
     pass
+
+
+class PrepareError(RuntimeError):
+    """The base model could not be prepared; the message says what to do."""

