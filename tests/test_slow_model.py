@@ -1,7 +1,7 @@
 """A model server that accepts connections and never answers, one that refuses them, and one that
 stalls mid-answer: real local TCP servers behind the real client, pipeline, Slack app, Teams
 adapter and console. The asker hears within ANSWER_TIMEOUT_SECONDS (small here), the question stays
-recorded, in SQL."""
+recorded, and /healthz says the model server is down without hammering it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 from console_helpers import running_console
@@ -21,11 +22,18 @@ from sqlmodel import select
 from teams_server import running_teams_bot
 
 from bot.errors import AnswerDelayed, AnswerUnavailable
+from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Answer, Delta, Pipeline, Question
+from bot.prompts import approx_tokens
+from bot.server import application, build_app
+from chatbot import wiring
+from chatbot.settings import Settings
+from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from feedback.models import Question as QuestionRow
 from model_server.client import AsyncModelClient
+from model_server.health import HealthCache, ThreadedHealthCache
 
 BOUND = 0.5  # the answer timeout these tests run with
 SLACK = 2.0  # what the bound may overrun by on a busy machine; far below the client's own 120 s
@@ -197,3 +205,111 @@ async def test_console_asker_is_told_the_answer_is_late(database: Database, tmp_
         assert events[-1][1]["message"] == AnswerDelayed.user_message
         [question], answers = _rows(database)
         assert (question.user_id, question.text) == ("alice", QUESTION) and answers == []
+
+
+def _health_app(url: str, **cache: float) -> web.Application:
+    client = AsyncModelClient(url)
+    health = HealthCache(lambda seconds: client.health(timeout=seconds), **cache)
+
+    async def close(_: web.Application) -> None:
+        await client.aclose()
+
+    app = build_app(model_health=health)
+    app.on_cleanup.append(close)
+    return app
+
+
+async def test_healthz_says_degraded_while_the_model_server_is_silent() -> None:
+    async with (
+        silent_server() as (model_url, _),
+        serving(_health_app(model_url, timeout=0.3)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        started = time.monotonic()
+        response = await http.get("/healthz")
+        assert time.monotonic() - started < 0.3 + SLACK
+        # 200: the bot still records votes, serves the console and tells askers kindly (README)
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "degraded",
+            "model_server": "down",
+            "slack": "off",
+            "in_flight": 0,
+        }
+
+
+async def test_healthz_says_degraded_while_the_model_server_refuses() -> None:
+    with refusing_port() as model_url:
+        async with serving(_health_app(model_url)) as url, httpx.AsyncClient(base_url=url) as http:
+            body = (await http.get("/healthz")).json()
+    assert (body["status"], body["model_server"]) == ("degraded", "down")
+
+
+async def test_healthz_asks_the_model_server_once_for_a_flood_of_checks() -> None:
+    probes: list[float] = []
+
+    async def health(_: web.Request) -> web.Response:
+        probes.append(time.monotonic())
+        await asyncio.sleep(0.1)  # still working when the rest of the flood arrives
+        return web.json_response({})
+
+    model = web.Application()
+    model.router.add_get("/health", health)
+    async with (
+        serving(model) as model_url,
+        serving(_health_app(model_url, ttl=0.5)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        flood = await asyncio.gather(*(http.get("/healthz") for _ in range(30)))
+        assert {r.json()["model_server"] for r in flood} == {"up"}
+        assert {r.json()["status"] for r in flood} == {"ok"}
+        assert len(probes) == 1
+        await asyncio.sleep(0.6)  # past the cache's ttl: asked again
+        assert (await http.get("/healthz")).json()["status"] == "ok"
+        assert len(probes) == 2
+
+
+def test_the_threaded_cache_probes_once_per_ttl_and_counts_a_failing_probe_as_down() -> None:
+    now = [0.0]
+    calls: list[float] = []
+
+    def probe(timeout: float) -> bool:
+        calls.append(timeout)
+        if len(calls) == 2:
+            raise OSError("refused")
+        return True
+
+    cache = ThreadedHealthCache(probe, ttl=5.0, timeout=1.5, clock=lambda: now[0])
+    assert [cache.up() for _ in range(10)] == [True] * 10 and calls == [1.5]
+    now[0] = 5.0
+    assert cache.up() is False and len(calls) == 2
+
+
+async def test_the_bot_built_from_settings_bounds_answers_and_reports_the_model_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bot.server.application` with the real `build_pipeline`: ANSWER_TIMEOUT_SECONDS and
+    MODEL_SERVER_URL reach the pipeline and /healthz (only the model files are stood in for)."""
+    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    migrate.upgrade(db_url)
+    knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
+    knowledge.add_document(
+        "# Annual leave\n\nEveryone gets 27 days of leave a year.", source="leave.md", title="Annual leave"
+    )
+    knowledge.refresh(force=True)
+    monkeypatch.setattr(wiring, "open_knowledge", lambda settings: knowledge)
+    monkeypatch.setattr(wiring, "prepare_base_model", lambda *a, **kw: tmp_path)
+    monkeypatch.setattr(wiring, "token_counter", lambda model_dir: approx_tokens)
+    async with silent_server() as (model_url, _):
+        settings = Settings(database_url=db_url, model_server_url=model_url, answer_timeout_seconds=BOUND)
+        async with serving(await application(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+            health = await http.get("/healthz")
+            assert health.status_code == 200
+            assert (health.json()["status"], health.json()["model_server"]) == ("degraded", "down")
+            started = time.monotonic()
+            asked = await http.post("/console/api/ask", json={"question": QUESTION})
+            assert time.monotonic() - started < BOUND + SLACK
+            assert json.dumps(AnswerDelayed.user_message) in asked.text
+    database = Database(db_url)
+    assert [q.text for q in _rows(database)[0]] == [QUESTION]
+    database.dispose()
