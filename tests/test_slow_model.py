@@ -9,7 +9,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -207,9 +207,11 @@ async def test_console_asker_is_told_the_answer_is_late(database: Database, tmp_
         assert (question.user_id, question.text) == ("alice", QUESTION) and answers == []
 
 
-def _health_app(url: str, **cache: float) -> web.Application:
+def _health_app(
+    url: str, *, timeout: float = 2.0, clock: Callable[[], float] = time.monotonic
+) -> web.Application:
     client = AsyncModelClient(url)
-    health = HealthCache(lambda seconds: client.health(timeout=seconds), **cache)
+    health = HealthCache(lambda seconds: client.health(timeout=seconds), timeout=timeout, clock=clock)
 
     async def close(_: web.Application) -> None:
         await client.aclose()
@@ -247,9 +249,10 @@ async def test_healthz_says_degraded_while_the_model_server_refuses() -> None:
 
 async def test_healthz_asks_the_model_server_once_for_a_flood_of_checks() -> None:
     probes: list[float] = []
+    now = [0.0]  # the cache's clock: only this test moves it
 
     async def health(_: web.Request) -> web.Response:
-        probes.append(time.monotonic())
+        probes.append(now[0])
         await asyncio.sleep(0.1)  # still working when the rest of the flood arrives
         return web.json_response({})
 
@@ -257,16 +260,16 @@ async def test_healthz_asks_the_model_server_once_for_a_flood_of_checks() -> Non
     model.router.add_get("/health", health)
     async with (
         serving(model) as model_url,
-        serving(_health_app(model_url, ttl=0.5)) as url,
+        serving(_health_app(model_url, clock=lambda: now[0])) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         flood = await asyncio.gather(*(http.get("/healthz") for _ in range(30)))
         assert {r.json()["model_server"] for r in flood} == {"up"}
         assert {r.json()["status"] for r in flood} == {"ok"}
-        assert len(probes) == 1
-        await asyncio.sleep(0.6)  # past the cache's ttl: asked again
-        assert (await http.get("/healthz")).json()["status"] == "ok"
-        assert len(probes) == 2
+        now[0] = 4.9  # within the cache's 5 s: not asked again
+        assert (await http.get("/healthz")).json()["status"] == "ok" and len(probes) == 1
+        now[0] = 5.0
+        assert (await http.get("/healthz")).json()["status"] == "ok" and probes == [0.0, 5.0]
 
 
 def test_the_threaded_cache_probes_once_per_ttl_and_counts_a_failing_probe_as_down() -> None:
