@@ -3,6 +3,7 @@
 BotError
 ├── EmptyQuestion
 ├── AnswerUnavailable   the model server is down or failing; the question was still recorded
+│   └── AnswerDelayed   it took longer than the pipeline's answer_timeout
 └── NotAReviewer        someone who is not a reviewer tried to decide on a correction
 """
 
@@ -26,6 +27,13 @@ class AnswerUnavailable(BotError):
     def __init__(self, reason: str, question_id: int | None = None) -> None:
         super().__init__(reason)
         self.question_id = question_id
+
+
+class AnswerDelayed(AnswerUnavailable):
+    user_message = (
+        "Sorry, my language model is taking too long to answer right now. "
+        "Your question was saved; please try again in a few minutes."
+    )
 
 
 class NotAReviewer(BotError):

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.errors import AnswerUnavailable, EmptyQuestion
+from bot.errors import AnswerDelayed, AnswerUnavailable, EmptyQuestion
 from bot.prompts import (
     NOT_COVERED,
     PassageLike,
@@ -124,6 +124,9 @@ class Pipeline:
     # Approved corrections: answered verbatim when the question matches one closely enough, else
     # the closest one first in the context (withdrawn ones dropped). None leaves retrieval as is.
     reviewed: ReviewedAnswers | None = None
+    # The longest the asker waits on the model: for the whole answer, or, streamed, for each next
+    # piece of it. Past that they are told the answer is late, and the question stays recorded.
+    answer_timeout: float = 30.0
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
         if not question.text.strip():
@@ -133,10 +136,11 @@ class Pipeline:
             prompt = await self._prompt(question, history)
             result = None
             if prompt.messages:
-                with _unavailable(prompt):
-                    result = await self.client.chat(
-                        prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
-                    )
+                with _unavailable(prompt, self.answer_timeout):
+                    async with asyncio.timeout(self.answer_timeout):
+                        result = await self.client.chat(
+                            prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
+                        )
             answer = await self._finish(prompt, result, started)
         except AnswerUnavailable:
             self._observe(question, None, started)
@@ -159,10 +163,11 @@ class Pipeline:
             result = None
             if prompt.messages:
                 trim = _Trim()
-                with _unavailable(prompt):
-                    async for item in self.client.chat_stream(
-                        prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
-                    ):
+                stream = self.client.chat_stream(
+                    prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
+                )
+                with _unavailable(prompt, self.answer_timeout):
+                    while (item := await _next(stream, self.answer_timeout)) is not None:
                         if isinstance(item, ChatResult):
                             result = item
                         elif text := trim.feed(item):
@@ -280,14 +285,28 @@ class Pipeline:
         )
 
 
+async def _next(stream: AsyncIterator[str | ChatResult], timeout: float) -> str | ChatResult | None:
+    """The stream's next item, None at its end. Only this wait is timed, never the caller's work
+    between items, so a slow reader of the answer is not mistaken for a slow model."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
 @contextlib.contextmanager
-def _unavailable(prompt: _Prompt) -> Iterator[None]:
-    """A model server that is down or failing: AnswerUnavailable, the question already recorded."""
+def _unavailable(prompt: _Prompt, timeout: float) -> Iterator[None]:
+    """A model server that is down, failing or too slow: AnswerUnavailable (AnswerDelayed when it
+    took longer than `timeout`), the question already recorded."""
     try:
         yield
     except ModelServerError as exc:
         log.warning("no answer for question %s: %s", prompt.question_id, exc)
         raise AnswerUnavailable(str(exc), prompt.question_id) from exc
+    except TimeoutError as exc:
+        log.warning("no answer for question %s: the model took longer than %gs", prompt.question_id, timeout)
+        raise AnswerDelayed(f"no answer within {timeout:g}s", prompt.question_id) from exc
 
 
 class _Trim:

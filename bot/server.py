@@ -1,6 +1,6 @@
 """The bot process's web server, on `PORT`.
 
-    GET  /healthz       liveness, and which Slack mode is on
+    GET  /healthz       liveness, which Slack mode is on, and whether the model server answers
     GET  /metrics       Prometheus metrics (bot.metrics)
     GET  /, /console/   the browser console (bot.console): chat, review, model, quality
     POST /slack/events  Slack's Events API and interactivity (HTTP mode)
@@ -35,12 +35,14 @@ from bot.slack.review_notify import web_client
 from bot.teams import TeamsDeps, TeamsEndpoint
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
+from model_server.health import HealthCache
 
 log = logging.getLogger(__name__)
 
 SLACK_MODE = web.AppKey("slack_mode", str)
 INFLIGHT = web.AppKey("inflight", Inflight)
 SLACK_SIGN_IN = web.AppKey("slack_sign_in", SlackSignIn)  # auth.test at start, for the banner
+MODEL_HEALTH = web.AppKey("model_health", HealthCache)
 DRAIN_SECONDS = 30.0
 REVIEW_CARDS_SECONDS = 30.0
 # auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
@@ -59,8 +61,11 @@ def build_app(
     drain_seconds: float = DRAIN_SECONDS,
     metrics: BotMetrics | None = None,
     console: web_console.ConsoleDeps | None = None,
+    model_health: HealthCache | None = None,
 ) -> web.Application:
     app = web.Application()
+    if model_health is not None:
+        app[MODEL_HEALTH] = model_health
     inflight = Inflight() if inflight is None else inflight
     app[INFLIGHT] = inflight
     app[SLACK_MODE] = "off" if slack is None else "socket" if socket_mode_token else "http"
@@ -86,9 +91,15 @@ def build_app(
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"status": "ok", "slack": request.app[SLACK_MODE], "in_flight": request.app[INFLIGHT].count}
-    )
+    """200 while the bot serves, "degraded" when the model server does not answer: the bot still
+    records votes, serves the console and tells askers kindly, so a load balancer keeps it."""
+    state: dict[str, object] = {"status": "ok"}
+    model = request.app.get(MODEL_HEALTH)
+    if model is not None:
+        up = await model.up()
+        state = {"status": "ok" if up else "degraded", "model_server": "up" if up else "down"}
+    state |= {"slack": request.app[SLACK_MODE], "in_flight": request.app[INFLIGHT].count}
+    return web.json_response(state)
 
 
 def slack_events(slack: AsyncApp) -> Handler:
@@ -209,6 +220,7 @@ async def application(settings: Settings) -> web.Application:
         socket_mode_token=app_token,
         metrics=metrics,
         console=console,
+        model_health=HealthCache(lambda seconds: pipeline.client.health(timeout=seconds)),
     )
     if slack is not None and settings.review_channel:
         app.cleanup_ctx.append(_review_cards(slack, deps))

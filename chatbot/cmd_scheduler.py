@@ -20,6 +20,8 @@ from chatbot.wiring import open_database
 from feedback import migrate
 from feedback.db import Database
 from feedback.models import RetrainRun
+from model_server.client import ModelClient
+from model_server.health import ThreadedHealthCache
 from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
 
 if TYPE_CHECKING:
@@ -94,8 +96,19 @@ def scheduler(poll_seconds: float) -> None:
 
     metrics.running.set_function(lambda: len(jobs.running))
 
+    # Reported, not fatal: runs queue and wait; a retrain started meanwhile fails and says why.
+    model_client = ModelClient(settings.model_server_url, retries=0)
+    model = ThreadedHealthCache(lambda seconds: model_client.health(timeout=seconds))
+
     def health() -> dict[str, object]:
-        return {"status": "ok" if runner.running else "stopped", "running_runs": sorted(jobs.running)}
+        if not runner.running:
+            return {"status": "stopped", "running_runs": sorted(jobs.running)}
+        up = model.up()
+        return {
+            "status": "ok" if up else "degraded",
+            "model_server": "up" if up else "down",
+            "running_runs": sorted(jobs.running),
+        }
 
     monitor = start_monitor(metrics, health, port=settings.scheduler_port)
 
@@ -119,6 +132,7 @@ def scheduler(poll_seconds: float) -> None:
             runner.shutdown(wait=False)
         if monitor is not None:
             monitor.close()
+        model_client.close()
         database.dispose()
     if interrupted:
         # Training cannot be stopped from outside its thread, and it must not promote anything

@@ -4,8 +4,9 @@
     chatbot_retrain_run_seconds{status}    how long each took, started to finished
     chatbot_retrain_running                runs this scheduler is working on now (0 or 1)
 
-`GET /healthz` answers 200 {"status": "ok", "running_runs": [...]} while the scheduler runs its jobs,
-503 once it has stopped. The server runs in a daemon thread beside APScheduler's blocking loop.
+`GET /healthz` answers 200 {"status": "ok", "model_server": "up", "running_runs": [...]} while the
+scheduler runs its jobs ("degraded" and "down" while the model server does not answer), 503 once it
+has stopped. The server runs in a daemon thread beside APScheduler's blocking loop.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _handler(server: MonitorServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 state = server.health()
-                ok = state.get("status") == "ok"
+                ok = state.get("status") in ("ok", "degraded")
                 self._send(200 if ok else 503, "application/json", json.dumps(state).encode())
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_PLAIN_0_0_4, server.metrics.render())

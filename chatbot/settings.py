@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in DATA_DIR.")
 
     model_server_url: str = Field("http://127.0.0.1:8000", description="Base URL of the model server.")
+    answer_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="The longest an asker waits on the model (for each next piece, when streamed) "
+        "before being told the answer is late; the question stays recorded.",
+    )
     model_backend: Literal["auto", "vllm", "transformers"] = Field(
         "auto", description="Which server `chatbot model-server` starts; auto prefers vLLM."
     )

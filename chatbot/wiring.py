@@ -81,6 +81,7 @@ def build_pipeline(
         max_model_len=settings.max_model_len,
         style=prompt_style(settings),
         reviewed=reviewed_answers(settings, database, knowledge),
+        answer_timeout=settings.answer_timeout_seconds,
     )
 
 

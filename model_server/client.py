@@ -232,10 +232,13 @@ class ModelClient:
                 raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
-    def health(self) -> bool:
+    def health(self, *, timeout: float | None = None) -> bool:
+        """Whether /health answers 2xx. With `timeout`: one try, each step (connect, read) within it."""
         try:
-            return self._send("GET", "/health").is_success
-        except ModelServerUnavailable:
+            if timeout is None:
+                return self._send("GET", "/health").is_success
+            return self._http.get("/health", timeout=timeout).is_success
+        except (ModelServerUnavailable, httpx.TransportError):
             return False
 
     def models(self) -> list[str]:
@@ -352,10 +355,13 @@ class AsyncModelClient:
                 raise ModelServerUnavailable(self.base_url, type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
-    async def health(self) -> bool:
+    async def health(self, *, timeout: float | None = None) -> bool:
+        """Whether /health answers 2xx. With `timeout`: one try, each step (connect, read) within it."""
         try:
-            return (await self._send("GET", "/health")).is_success
-        except ModelServerUnavailable:
+            if timeout is None:
+                return (await self._send("GET", "/health")).is_success
+            return (await self._http.get("/health", timeout=timeout)).is_success
+        except (ModelServerUnavailable, httpx.TransportError):
             return False
 
     async def models(self) -> list[str]:

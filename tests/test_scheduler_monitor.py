@@ -80,6 +80,8 @@ def test_runs_are_counted_by_outcome_with_their_duration(database: Database) -> 
         assert samples[("chatbot_retrain_runs_total", (("status", "promoted"),))] == 1
         assert samples[("chatbot_retrain_run_seconds_count", (("status", "promoted"),))] == 1
         assert samples[("chatbot_retrain_run_seconds_sum", (("status", "promoted"),))] >= 0.05
+        state |= {"status": "degraded", "model_server": "down"}  # still scheduling: not a failure
+        assert _get(f"{url}/healthz") == (200, json.dumps(state))
         state["status"] = "stopped"
         assert _get(f"{url}/healthz")[0] == 503
         assert _get(f"{url}/other")[0] == 404
@@ -113,8 +115,11 @@ def test_chatbot_scheduler_serves_healthz_and_metrics(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'data' / 'chatbot.db'}"
     migrate.upgrade(url)
     port = _free_port()
+    refusing = socket.socket()  # bound, not listening: the model server refuses every connection
+    refusing.bind(("127.0.0.1", 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DATA_DIR", "SLACK_"))}
     env |= {"DATA_DIR": str(tmp_path / "data"), "ENVIRONMENT": "development", "SCHEDULER_PORT": str(port)}
+    env["MODEL_SERVER_URL"] = f"http://127.0.0.1:{refusing.getsockname()[1]}"
     process = subprocess.Popen(
         [sys.executable, "-m", "chatbot", "scheduler", "--poll-seconds", "60"],
         env=env,
@@ -135,7 +140,8 @@ def test_chatbot_scheduler_serves_healthz_and_metrics(tmp_path: Path) -> None:
                 break
             time.sleep(0.3)
         assert health is not None and health[0] == 200, health
-        assert json.loads(health[1]) == {"status": "ok", "running_runs": []}
+        expected = {"status": "degraded", "model_server": "down", "running_runs": []}
+        assert json.loads(health[1]) == expected
         status, text = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and "# TYPE chatbot_retrain_runs_total counter" in text
         assert _samples(text)[("chatbot_retrain_running", ())] == 0
@@ -144,5 +150,6 @@ def test_chatbot_scheduler_serves_healthz_and_metrics(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+        refusing.close()
     assert process.returncode == 0, stderr
     assert f"/healthz and /metrics on port {port}" in stderr
