@@ -47,6 +47,7 @@ class Turn:
 class PromptStyle:
     company: str = "the company"
     fallback: str = "your manager or the team that owns the topic"
+    system: str = SYSTEM  # a template with {company} and {fallback}; benches try others
 
 
 def approx_tokens(text: str) -> int:
@@ -72,7 +73,7 @@ def build_messages(
     Passages are taken in rank order, skipping any that no longer fit; then the most recent
     history turns that still fit. The question itself is never cut.
     """
-    system = SYSTEM.format(company=style.company, fallback=style.fallback)
+    system = style.system.format(company=style.company, fallback=style.fallback)
     remaining = budget - count(system) - count(question) - 16  # chat-template overhead
     used: list[PassageLike] = []
     for passage in passages:

@@ -16,7 +16,8 @@ from chatbot.wiring import open_database
 from feedback import queries
 from model_server import launch
 from model_server.client import ModelClient
-from model_server.prepare import prepare_base_model
+from model_server import catalog
+from model_server.prepare import prepare_base_model, prepared_models, resolve_name
 from retrain import promote
 
 log = logging.getLogger("chatbot")
@@ -28,10 +29,28 @@ def model() -> None:
 
 
 @model.command("prepare")
-def model_prepare() -> None:
-    """Prepare the base model (the bundled SmolLM2 unless BASE_MODEL says otherwise)."""
+@click.argument("name", required=False, default="")
+def model_prepare(name: str) -> None:
+    """Prepare NAME (a catalog name, GGUF file, directory or hub id; default: BASE_MODEL)."""
     settings = load_settings()
-    click.echo(prepare_base_model(settings.data_dir, settings.base_model))
+    click.echo(prepare_base_model(settings.data_dir, name or settings.base_model))
+
+
+@model.command("list")
+def model_list() -> None:
+    """The catalog: each model, its size and licence, and whether it is prepared here."""
+    settings = load_settings()
+    prepared = prepared_models(settings.data_dir)
+    serving = resolve_name(settings.base_model)
+    for entry in catalog.load_catalog().values():
+        mark = "*" if entry.name == serving else " "
+        state = "prepared" if prepared[entry.name] else "not prepared"
+        click.echo(
+            f"{mark} {entry.name:<30} {entry.parameters / 1e9:.2f}B  {entry.size / 2**20:6.0f} MiB GGUF  "
+            f"{entry.licence:<11} {state}"
+        )
+    if serving not in prepared:
+        click.echo(f"* BASE_MODEL={serving} (not from the catalog)")
 
 
 @click.command("model-server")

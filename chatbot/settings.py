@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         "auto", description="Which server `chatbot model-server` starts; auto prefers vLLM."
     )
     base_model: str = Field(
-        "", description="Local model directory or hub id; empty means the bundled SmolLM2-135M-Instruct."
+        "",
+        description="A catalog name (`chatbot model list`), a local model directory, a GGUF file or a hub "
+        "id; empty means the catalog's default, Qwen2.5-Coder-1.5B-Instruct.",
     )
     served_model_name: str = Field("base", description="Name under which the base model is served.")
     max_model_len: int = Field(2048, ge=256, description="Context length the model server is started with.")

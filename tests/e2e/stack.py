@@ -66,6 +66,8 @@ def environment(data: Path, *, slack_api_url: str, bot_port: int, **extra: str) 
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         "ENVIRONMENT": "development",
         "DATA_DIR": str(data),
+        # the smallest catalog model: the e2e run checks the loop's mechanics, and retrains in minutes
+        "BASE_MODEL": "smollm2-135m-instruct",
         "SAMPLE_KNOWLEDGE": "false",
         "MODEL_SERVER_URL": f"http://127.0.0.1:{free_port()}",
         "MODEL_BACKEND": "vllm" if python else "transformers",
