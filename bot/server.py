@@ -3,7 +3,7 @@
     GET  /healthz       liveness, and which Slack mode is on
     GET  /metrics       Prometheus metrics (bot.metrics)
     GET  /, /console/   the browser console (bot.console): chat, review, model, quality
-    POST /slack/events  Slack's Events API and interactivity (HTTP mode)
+    POST /slack/events  Slack's Events API and interactivity (HTTP mode): signed only (bot.slack.gate)
     POST /api/messages  Microsoft Teams (Bot Framework), when Teams is on
 
 With `SLACK_APP_TOKEN` set, Slack's events arrive over Socket Mode instead and /slack/events is not
@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -29,7 +28,7 @@ from bot import console as web_console
 from bot.banner import SlackSignIn, banner
 from bot.metrics import BotMetrics
 from bot.review_news import slack_news, teams_news, together
-from bot.slack import Deps, Inflight, Records, build_slack_app
+from bot.slack import Deps, Inflight, Records, build_slack_app, gate
 from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_notify import web_client
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -46,7 +45,6 @@ REVIEW_CARDS_SECONDS = 30.0
 # auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
 BAD_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -56,6 +54,7 @@ def build_app(
     teams: TeamsEndpoint | None = None,
     inflight: Inflight | None = None,
     socket_mode_token: str = "",
+    signing_secret: str = "",
     drain_seconds: float = DRAIN_SECONDS,
     metrics: BotMetrics | None = None,
     console: web_console.ConsoleDeps | None = None,
@@ -74,7 +73,9 @@ def build_app(
         if socket_mode_token:
             app.cleanup_ctx.append(_socket_mode(slack, socket_mode_token))
         else:
-            app.router.add_post("/slack/events", slack_events(slack))
+            if not signing_secret:
+                raise ValueError("Slack over HTTP needs the signing secret that verifies its requests")
+            app.router.add_post("/slack/events", gate.events_handler(slack, signing_secret=signing_secret))
     if teams is not None:
         app.router.add_post("/api/messages", teams.handle)
 
@@ -89,13 +90,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "slack": request.app[SLACK_MODE], "in_flight": request.app[INFLIGHT].count}
     )
-
-
-def slack_events(slack: AsyncApp) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await slack.async_dispatch(await to_bolt_request(request)))
-
-    return handle
 
 
 def _check_slack_token(slack: AsyncApp) -> Callable[[web.Application], Awaitable[None]]:
@@ -207,6 +201,7 @@ async def application(settings: Settings) -> web.Application:
         teams=teams,
         inflight=deps.inflight,
         socket_mode_token=app_token,
+        signing_secret=signing_secret,
         metrics=metrics,
         console=console,
     )
