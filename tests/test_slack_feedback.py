@@ -11,7 +11,7 @@ import pytest
 from slack_server import Bot, block_actions, eventually, mention, reaction_event, running_bot, view_submission
 from sqlmodel import select
 
-from bot.slack.blocks import CORRECTION_THANKS
+from bot.slack.blocks import CORRECTION_THANKS, STALE_MODAL
 from feedback import queries
 from feedback.models import Correction
 
@@ -186,6 +186,24 @@ async def test_empty_or_untouched_correction_is_refused_in_the_modal(bot: Bot, t
     assert response.status_code == 200
     body = json.loads(response.content)
     assert body["response_action"] == "errors" and set(body["errors"]) == {"correction"}
+    await bot.settled()
+    assert corrections(bot) == []
+    assert bot.slack.called("chat.postEphemeral") == []
+
+
+@pytest.mark.parametrize("metadata", ["not json", "{}", '{"answer_id": "abc"}', '{"answer_id": true}', "[7]"])
+async def test_a_modal_whose_metadata_names_no_answer_is_refused_in_the_modal(
+    bot: Bot, metadata: str
+) -> None:
+    """Issue #21, point 6: these answered 500; the person now reads why under the text box."""
+    _, _, view = await open_correction(bot)
+    mangled = {**view, "private_metadata": metadata}
+    response = await bot.send_interaction(view_submission(user="U2", view=mangled, text="You get 30 days."))
+    assert response.status_code == 200
+    assert json.loads(response.content) == {
+        "response_action": "errors",
+        "errors": {"correction": STALE_MODAL},
+    }
     await bot.settled()
     assert corrections(bot) == []
     assert bot.slack.called("chat.postEphemeral") == []

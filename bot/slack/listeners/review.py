@@ -67,6 +67,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.view(review_blocks.REJECT_VIEW)
     async def on_modal(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
         submission = review_blocks.to_submission(body)
+        if submission is None:
+            log.warning("a review modal without its correction id was submitted; nothing recorded")
+            await ack(response_action="errors", errors={review_blocks.VIEW_BLOCK: review_blocks.STALE_MODAL})
+            return
         problem = review_blocks.submission_error(submission)
         if problem is not None:
             await ack(response_action="errors", errors={review_blocks.VIEW_BLOCK: problem})
