@@ -63,12 +63,13 @@ def problem(payload: dict[str, Any]) -> str | None:
     required = _REQUIRED.get(kind) if isinstance(kind, str) else None
     if required is not None and required not in payload:
         return f"{kind} without {required}"
-    authorizations = payload.get("authorizations")
-    if authorizations is not None and not _objects(authorizations):
-        return "authorizations is not a list of objects"
-    for authorization in authorizations or ():
-        if found := _problem(authorization, depth=1):
-            return f"authorizations: {found}"
+    for key in ("authorizations", "response_urls"):
+        listed = payload.get(key)
+        if listed is not None and not _objects(listed):
+            return f"{key} is not a list of objects"
+        for item in listed or ():
+            if found := _problem(item, depth=1):
+                return f"{key}: {found}"
     actions = payload.get("actions")
     if actions is not None and not (_objects(actions) and actions):
         return "actions is not a list of objects"
