@@ -12,6 +12,7 @@ from slack_server import Bot, block_actions, eventually, mention, reaction_event
 from sqlmodel import select
 
 from bot.slack.blocks import CORRECTION_THANKS, STALE_MODAL
+from bot.slack.notify import NOT_OPENED
 from feedback import queries
 from feedback.models import Correction
 
@@ -207,6 +208,16 @@ async def test_a_modal_whose_metadata_names_no_answer_is_refused_in_the_modal(
     await bot.settled()
     assert corrections(bot) == []
     assert bot.slack.called("chat.postEphemeral") == []
+
+
+async def test_a_modal_slack_does_not_open_tells_the_person_to_click_again(bot: Bot) -> None:
+    """Slack refuses views.open once the click's trigger has expired (here: a click without one)."""
+    answer_id, posted = await ask(bot)
+    action = {"type": "button", "action_id": "suggest_correction", "block_id": "c", "value": str(answer_id)}
+    click = {**block_actions(user="U2", channel="C1", message=posted, action=action), "trigger_id": ""}
+    assert (await bot.send_interaction(click)).status_code == 200
+    [note] = await bot.slack.wait_for("chat.postEphemeral")
+    assert (note["user"], note["channel"], note["text"]) == ("U2", "C1", NOT_OPENED)
 
 
 async def test_correcting_an_answer_that_is_gone_says_so(bot: Bot) -> None:

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import blocks, translate
 from bot.slack.deps import Deps
 from bot.slack.listeners.review import post_card
-from bot.slack.notify import tell
+from bot.slack.notify import open_modal, tell
 from feedback.errors import FeedbackError
 from feedback.queries import ReviewCase
 
@@ -47,7 +47,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 thread_ts=place.thread_ts,
             )
             # The trigger id expires 3 s after the click: open the modal before anything else.
-            await client.views_open(trigger_id=click.trigger_id, view=view)
+            await open_modal(
+                client, trigger_id=click.trigger_id, view=view, user=click.user_id, channel=click.channel
+            )
 
     @app.view(translate.CORRECTION_VIEW)
     async def on_submit(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
