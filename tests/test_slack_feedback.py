@@ -11,6 +11,7 @@ import pytest
 from slack_server import Bot, block_actions, eventually, mention, reaction_event, running_bot, view_submission
 from sqlmodel import select
 
+from bot.slack import blocks
 from bot.slack.blocks import CORRECTION_THANKS, STALE_MODAL
 from bot.slack.notify import NOT_OPENED
 from feedback import queries
@@ -208,6 +209,18 @@ async def test_a_modal_whose_metadata_names_no_answer_is_refused_in_the_modal(
     await bot.settled()
     assert corrections(bot) == []
     assert bot.slack.called("chat.postEphemeral") == []
+
+
+async def test_a_correction_that_cannot_be_stored_is_not_silent(bot: Bot) -> None:
+    """An answer id past SQL's integers (issue #21): acked, so the person is told in the thread."""
+    view = blocks.correction_modal(answer_id=2**63, answer_text="x", channel="C1", thread_ts="1.0")
+    response = await bot.send_interaction(view_submission(user="U2", view=view, text="You get 30 days."))
+    assert response.status_code == 200
+    [note] = await bot.slack.wait_for("chat.postEphemeral")
+    assert (note["user"], note["channel"], note["thread_ts"]) == ("U2", "C1", "1.0")
+    assert note["text"] != CORRECTION_THANKS and "Traceback" not in note["text"]
+    await bot.settled()
+    assert corrections(bot) == []
 
 
 async def test_a_modal_slack_does_not_open_tells_the_person_to_click_again(bot: Bot) -> None:

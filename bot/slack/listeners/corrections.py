@@ -80,6 +80,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             except FeedbackError as exc:
                 log.warning("correction of answer %s not stored: %s", submission.answer_id, exc)
                 text = str(exc)
+            except Exception:  # acked already: the person hears of it here, or never
+                log.exception("storing a correction of answer %s failed", submission.answer_id)
+                text = blocks.CORRECTION_FAILED
             else:
                 text = blocks.CORRECTION_THANKS
             await tell(
