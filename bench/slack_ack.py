@@ -96,7 +96,9 @@ async def serve_bot(api_url: str, db_path: Path, model_delay: float) -> None:
     slack = build_slack_app(
         deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=api_url, session=session
     )
-    runner = web.AppRunner(build_app(slack=slack, inflight=deps.inflight), access_log=None)
+    runner = web.AppRunner(
+        build_app(slack=slack, inflight=deps.inflight, signing_secret=SIGNING_SECRET), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -3,7 +3,7 @@
     GET  /healthz       liveness, which Slack mode is on, and whether the model server answers
     GET  /metrics       Prometheus metrics (bot.metrics)
     GET  /, /console/   the browser console (bot.console): chat, review, model, quality
-    POST /slack/events  Slack's Events API and interactivity (HTTP mode)
+    POST /slack/events  Slack's Events API and interactivity (HTTP mode): signed only (bot.slack.gate)
     POST /api/messages  Microsoft Teams (Bot Framework), when Teams is on
 
 With `SLACK_APP_TOKEN` set, Slack's events arrive over Socket Mode instead and /slack/events is not
@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -29,7 +28,7 @@ from bot import console as web_console
 from bot.banner import SlackSignIn, banner
 from bot.metrics import BotMetrics
 from bot.review_news import slack_news, teams_news, together
-from bot.slack import Deps, Inflight, Records, build_slack_app
+from bot.slack import Deps, Inflight, Records, build_slack_app, gate
 from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_notify import web_client
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -48,7 +47,6 @@ REVIEW_CARDS_SECONDS = 30.0
 # auth.test errors that mean the token itself is wrong: starting anyway would only fail later.
 BAD_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -58,6 +56,7 @@ def build_app(
     teams: TeamsEndpoint | None = None,
     inflight: Inflight | None = None,
     socket_mode_token: str = "",
+    signing_secret: str = "",
     drain_seconds: float = DRAIN_SECONDS,
     metrics: BotMetrics | None = None,
     console: web_console.ConsoleDeps | None = None,
@@ -79,7 +78,9 @@ def build_app(
         if socket_mode_token:
             app.cleanup_ctx.append(_socket_mode(slack, socket_mode_token))
         else:
-            app.router.add_post("/slack/events", slack_events(slack))
+            if not signing_secret:
+                raise ValueError("Slack over HTTP needs the signing secret that verifies its requests")
+            app.router.add_post("/slack/events", gate.events_handler(slack, signing_secret=signing_secret))
     if teams is not None:
         app.router.add_post("/api/messages", teams.handle)
 
@@ -100,13 +101,6 @@ async def healthz(request: web.Request) -> web.Response:
         state = {"status": "ok" if up else "degraded", "model_server": "up" if up else "down"}
     state |= {"slack": request.app[SLACK_MODE], "in_flight": request.app[INFLIGHT].count}
     return web.json_response(state)
-
-
-def slack_events(slack: AsyncApp) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await slack.async_dispatch(await to_bolt_request(request)))
-
-    return handle
 
 
 def _check_slack_token(slack: AsyncApp) -> Callable[[web.Application], Awaitable[None]]:
@@ -218,6 +212,7 @@ async def application(settings: Settings) -> web.Application:
         teams=teams,
         inflight=deps.inflight,
         socket_mode_token=app_token,
+        signing_secret=signing_secret,
         metrics=metrics,
         console=console,
         model_health=HealthCache(lambda seconds: pipeline.client.health(timeout=seconds)),

@@ -684,7 +684,7 @@ async def running_bot(
             deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url
         )
         async with (
-            serving(build_app(slack=slack_app, inflight=deps.inflight)) as url,
+            serving(build_app(slack=slack_app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
             httpx.AsyncClient(base_url=url) as http,
         ):
             bot = Bot(url, slack, database, model, deps, http)

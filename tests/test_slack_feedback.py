@@ -11,7 +11,9 @@ import pytest
 from slack_server import Bot, block_actions, eventually, mention, reaction_event, running_bot, view_submission
 from sqlmodel import select
 
-from bot.slack.blocks import CORRECTION_THANKS
+from bot.slack import blocks
+from bot.slack.blocks import CORRECTION_THANKS, STALE_MODAL
+from bot.slack.notify import NOT_OPENED
 from feedback import queries
 from feedback.models import Correction
 
@@ -189,6 +191,46 @@ async def test_empty_or_untouched_correction_is_refused_in_the_modal(bot: Bot, t
     await bot.settled()
     assert corrections(bot) == []
     assert bot.slack.called("chat.postEphemeral") == []
+
+
+@pytest.mark.parametrize("metadata", ["not json", "{}", '{"answer_id": "abc"}', '{"answer_id": true}', "[7]"])
+async def test_a_modal_whose_metadata_names_no_answer_is_refused_in_the_modal(
+    bot: Bot, metadata: str
+) -> None:
+    """Issue #21, point 6: these answered 500; the person now reads why under the text box."""
+    _, _, view = await open_correction(bot)
+    mangled = {**view, "private_metadata": metadata}
+    response = await bot.send_interaction(view_submission(user="U2", view=mangled, text="You get 30 days."))
+    assert response.status_code == 200
+    assert json.loads(response.content) == {
+        "response_action": "errors",
+        "errors": {"correction": STALE_MODAL},
+    }
+    await bot.settled()
+    assert corrections(bot) == []
+    assert bot.slack.called("chat.postEphemeral") == []
+
+
+async def test_a_correction_that_cannot_be_stored_is_not_silent(bot: Bot) -> None:
+    """An answer id past SQL's integers (issue #21): acked, so the person is told in the thread."""
+    view = blocks.correction_modal(answer_id=2**63, answer_text="x", channel="C1", thread_ts="1.0")
+    response = await bot.send_interaction(view_submission(user="U2", view=view, text="You get 30 days."))
+    assert response.status_code == 200
+    [note] = await bot.slack.wait_for("chat.postEphemeral")
+    assert (note["user"], note["channel"], note["thread_ts"]) == ("U2", "C1", "1.0")
+    assert note["text"] != CORRECTION_THANKS and "Traceback" not in note["text"]
+    await bot.settled()
+    assert corrections(bot) == []
+
+
+async def test_a_modal_slack_does_not_open_tells_the_person_to_click_again(bot: Bot) -> None:
+    """Slack refuses views.open once the click's trigger has expired (here: a click without one)."""
+    answer_id, posted = await ask(bot)
+    action = {"type": "button", "action_id": "suggest_correction", "block_id": "c", "value": str(answer_id)}
+    click = {**block_actions(user="U2", channel="C1", message=posted, action=action), "trigger_id": ""}
+    assert (await bot.send_interaction(click)).status_code == 200
+    [note] = await bot.slack.wait_for("chat.postEphemeral")
+    assert (note["user"], note["channel"], note["text"]) == ("U2", "C1", NOT_OPENED)
 
 
 async def test_correcting_an_answer_that_is_gone_says_so(bot: Bot) -> None:

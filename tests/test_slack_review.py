@@ -32,7 +32,7 @@ from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.slack import Deps
 from bot.slack.app import web_client
 from bot.slack.listeners.review import post_missing_cards
-from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION
+from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, STALE_MODAL
 from chatbot.cli import main
 from feedback import queries, store
 from feedback.models import Correction, Review
@@ -225,6 +225,24 @@ async def test_edit_opens_the_text_and_approves_the_edited_version(tmp_path: Pat
         row = correction(bot)
         assert (row.status, row.text) == ("approved", edited)
         assert edited in card_text(card(bot))
+
+
+@pytest.mark.parametrize("metadata", ["not json", "{}", '{"correction_id": "abc"}'])
+async def test_a_review_modal_whose_metadata_names_no_correction_is_refused(
+    tmp_path: Path, metadata: str
+) -> None:
+    async with bot_with(tmp_path, reviewing("R1")) as bot:
+        await correct(bot, await ask(bot))
+        await click(bot, "R1", EDIT_ACTION)
+        view = {**bot.slack.called("views.open")[-1]["view"], "private_metadata": metadata}
+        response = await bot.send_interaction(view_submission(user="R1", view=view, text="edited"))
+        assert response.status_code == 200
+        assert json.loads(response.content) == {
+            "response_action": "errors",
+            "errors": {"review": STALE_MODAL},
+        }
+        await bot.settled()
+        assert correction(bot).status == "pending" and reviews(bot) == []
 
 
 async def test_an_approved_correction_is_cited_when_asked_in_other_words(tmp_path: Path) -> None:

@@ -74,9 +74,19 @@ async def test_a_refused_bot_token_stops_the_server_at_start(tmp_path: Path) -> 
             deps, bot_token="xoxb-wrong", signing_secret=SIGNING_SECRET, api_url=slack.api_url
         )
         with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
-            async with serving(build_app(slack=app, inflight=deps.inflight)):
+            async with serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)):
                 pass
         await deps.pipeline.client.aclose()
+    database.dispose()
+
+
+async def test_http_mode_is_not_served_without_the_signing_secret(tmp_path: Path) -> None:
+    database = migrated_database(tmp_path / "chatbot.db")
+    deps = make_deps(database, FakeModel())
+    app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret="", api_url="http://127.0.0.1:9/api/")
+    with pytest.raises(ValueError, match="signing secret"):
+        build_app(slack=app, inflight=deps.inflight)
+    await deps.pipeline.client.aclose()
     database.dispose()
 
 
@@ -94,7 +104,10 @@ async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(tmp_path: P
         deps = make_deps(database, model)
         deps.answering = asyncio.Semaphore(2)  # six answers take at least three model delays
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
-        async with serving(build_app(slack=app, inflight=deps.inflight)) as url, httpx.AsyncClient() as http:
+        async with (
+            serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
+            httpx.AsyncClient() as http,
+        ):
             for i in range(6):
                 body = json.dumps(
                     event_callback(mention(slack.add_message(f"C{i}", "U1", QUESTION), f"C{i}"))
@@ -117,7 +130,10 @@ async def test_stopping_the_server_lets_answers_in_flight_finish(tmp_path: Path)
     async with SlackServer() as slack:
         deps = make_deps(database, model)
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
-        async with serving(build_app(slack=app, inflight=deps.inflight)) as url, httpx.AsyncClient() as http:
+        async with (
+            serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
+            httpx.AsyncClient() as http,
+        ):
             body = json.dumps(event_callback(mention(slack.add_message("C1", "U1", QUESTION), "C1")))
             headers = signature_headers(body, content_type="application/json")
             assert (await http.post(f"{url}/slack/events", content=body, headers=headers)).status_code == 200

@@ -47,7 +47,7 @@ def test_reaction_values(name: str, value: int | None) -> None:
 
 
 def test_message_kinds() -> None:
-    dm = {"type": "message", "user": "U1", "text": "hi", "ts": "2.0", "channel_type": "im"}
+    dm = {"type": "message", "user": "U1", "text": "hi", "ts": "2.0", "channel": "D1", "channel_type": "im"}
     in_thread = {**dm, "channel_type": "channel", "thread_ts": "1.0"}
     assert translate.message_kind(dm, bot_user_id=BOT) == "direct"
     assert translate.message_kind({**dm, "thread_ts": "1.0"}, bot_user_id=BOT) == "direct"
@@ -57,6 +57,9 @@ def test_message_kinds() -> None:
     assert translate.message_kind({**dm, "channel_type": "channel"}, bot_user_id=BOT) is None
     assert translate.message_kind({**dm, "subtype": "file_share"}, bot_user_id=BOT) is None
     assert translate.message_kind({**dm, "bot_id": "B9"}, bot_user_id=BOT) is None
+    # nowhere to answer: no channel, or a ts that is not Slack's string
+    assert translate.message_kind({**dm, "channel": None}, bot_user_id=BOT) is None
+    assert translate.message_kind({**dm, "ts": 2.0}, bot_user_id=BOT) is None
 
 
 def test_thread_turns_keep_people_and_answers_in_order() -> None:
@@ -145,6 +148,32 @@ def test_correction_modal_is_prefilled_and_carries_its_answer() -> None:
     submission = translate.to_correction(body)
     assert (submission.answer_id, submission.user_id, submission.text) == (7, "U2", "30 days.")
     assert (submission.channel, submission.thread_ts) == ("C1", "1.0")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user": {"id": "U2"}, "view": {"private_metadata": "not json"}},
+        {"user": {"id": "U2"}, "view": {"private_metadata": "{}"}},
+        {"user": {"id": "U2"}, "view": {"private_metadata": '{"answer_id": "abc"}'}},
+        {"user": {"id": "U2"}, "view": {"private_metadata": '{"answer_id": -3}'}},
+        {"user": {"id": "U2"}, "view": "x"},
+        {"view": {"private_metadata": '{"answer_id": 7}'}},
+        {"user": "U2", "view": {"private_metadata": '{"answer_id": 7}', "state": []}},
+    ],
+)
+def test_a_submission_that_names_no_answer_or_nobody_translates_to_none(body: dict[str, Any]) -> None:
+    assert translate.to_correction(body) is None
+
+
+def test_clicks_missing_their_fields_are_not_clicks() -> None:
+    action = {"action_id": translate.CORRECTION_ACTION, "value": "7"}
+    assert translate.correction_request({"actions": [action]}) is None  # nobody clicked
+    assert translate.correction_request({"user": {"id": "U1"}, "actions": [{**action, "value": "²"}]}) is None
+    click = translate.correction_request({"user": {"id": "U1"}, "actions": ["x", action], "channel": "C1"})
+    assert click == translate.CorrectionRequest(answer_id=7, user_id="U1", channel="", trigger_id="")
+    vote = {"type": "block_actions", "actions": [{"action_id": translate.FEEDBACK_ACTION, "value": "up:7"}]}
+    assert translate.to_feedback(vote) is None
 
 
 def test_every_block_we_send_passes_slack_sdks_validation() -> None:

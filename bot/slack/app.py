@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack import gate
 from bot.slack.deps import Deps
 from bot.slack.listeners import register_listeners
 
@@ -53,5 +54,6 @@ def build_slack_app(
         name="chatbot",
         logger=logging.getLogger("bot.slack.bolt"),
     )
+    gate.quiet_bolt_refusals()
     register_listeners(app, deps)
     return app

@@ -40,7 +40,12 @@ GREETING = (
 CORRECTION_THANKS = (
     "Thanks! Your correction was saved. Once a reviewer approves it, I'll learn from it in my next update."
 )
+CORRECTION_FAILED = "Sorry, your correction could not be saved. Please try again in a minute."
 MISSING_ANSWER = "I can't find that answer any more, so it can't be corrected."
+STALE_MODAL = (
+    "Sorry, this form can't be sent any more. "
+    "Close it and click “Suggest a correction” under the answer again."
+)
 
 Block = dict[str, Any]
 

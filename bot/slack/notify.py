@@ -4,11 +4,13 @@ be delivered is logged and skipped: it never fails what was already recorded."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
+NOT_OPENED = "Sorry, that form didn't open in time. Please click the button again."
 
 
 async def tell(client: AsyncWebClient, *, channel: str, user: str, thread_ts: str, text: str) -> None:
@@ -28,3 +30,14 @@ async def direct_message(client: AsyncWebClient, *, user: str, text: str) -> Non
         await client.chat_postMessage(channel=opened["channel"]["id"], text=text)
     except SlackApiError as exc:
         log.warning("could not send %s a direct message: %s", user, exc.response.get("error"))
+
+
+async def open_modal(
+    client: AsyncWebClient, *, trigger_id: str, view: dict[str, Any], user: str, channel: str
+) -> None:
+    """`views.open`; when Slack refuses (the 3-second trigger expired), the person is told to click again."""
+    try:
+        await client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.warning("could not open a modal for %s: %s", user, exc.response.get("error"))
+        await tell(client, channel=channel, user=user, thread_ts="", text=NOT_OPENED)

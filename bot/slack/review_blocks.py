@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import review_notes
+from bot.slack import fields
 from bot.slack.blocks import INPUT_LIMIT, SECTION_LIMIT, Block, Reply, escape
 from feedback.queries import ReviewCase
 
@@ -24,6 +25,9 @@ EDIT_VIEW = "review_edit"
 REJECT_VIEW = "review_reject"
 VIEW_BLOCK = "review"
 VIEW_INPUT = "text"
+STALE_MODAL = (
+    "Sorry, this form can't be sent any more. Close it and use the buttons on the review card again."
+)
 MAX_SOURCES = 5
 REASON_LIMIT = 1000
 
@@ -211,34 +215,41 @@ def rejected_note(case: ReviewCase) -> str:
 
 
 def to_click(body: Payload) -> ReviewClick | None:
-    """A click on a review card's button; None for anything else."""
-    for action in body.get("actions", []):
-        value = str(action.get("value", ""))
-        if action.get("action_id") in ACTIONS and value.isdigit():
+    """A click on a review card's button; None for anything else (or a click missing its fields)."""
+    user = fields.text(fields.obj(body.get("user")).get("id"))
+    container = fields.obj(body.get("container"))
+    for action in fields.items(body.get("actions")):
+        correction_id = fields.digits_id(action.get("value"))
+        if action.get("action_id") in ACTIONS and correction_id is not None and user:
             return ReviewClick(
                 action=action["action_id"],
-                correction_id=int(value),
-                user_id=body["user"]["id"],
-                channel=(body.get("channel") or {}).get("id", "")
-                or (body.get("container") or {}).get("channel_id", ""),
-                message_ts=(body.get("container") or {}).get("message_ts", ""),
-                trigger_id=body.get("trigger_id", ""),
+                correction_id=correction_id,
+                user_id=user,
+                channel=fields.text(fields.obj(body.get("channel")).get("id"))
+                or fields.text(container.get("channel_id")),
+                message_ts=fields.text(container.get("message_ts")),
+                trigger_id=fields.text(body.get("trigger_id")),
             )
     return None
 
 
-def to_submission(body: Payload) -> ReviewSubmission:
-    view = body["view"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    values = view.get("state", {}).get("values", {})
-    text = (values.get(VIEW_BLOCK, {}).get(VIEW_INPUT, {}) or {}).get("value") or ""
+def to_submission(body: Payload) -> ReviewSubmission | None:
+    """A submitted Edit or Reject modal; None when its metadata names no correction."""
+    view = fields.obj(body.get("view"))
+    meta = fields.metadata(view.get("private_metadata"))
+    correction_id = fields.row_id(meta.get("correction_id"))
+    user = fields.text(fields.obj(body.get("user")).get("id"))
+    if correction_id is None or not user:
+        return None
+    values = fields.obj(fields.obj(view.get("state")).get("values"))
+    text = fields.text(fields.obj(fields.obj(values.get(VIEW_BLOCK)).get(VIEW_INPUT)).get("value"))
     return ReviewSubmission(
-        view=view.get("callback_id", ""),
-        correction_id=int(meta["correction_id"]),
-        user_id=body["user"]["id"],
+        view=fields.text(view.get("callback_id")),
+        correction_id=correction_id,
+        user_id=user,
         text=text.strip(),
-        channel=meta.get("channel", ""),
-        message_ts=meta.get("ts", ""),
+        channel=fields.text(meta.get("channel")),
+        message_ts=fields.text(meta.get("ts")),
     )
 
 

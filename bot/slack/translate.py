@@ -4,18 +4,21 @@
 - `to_turns(messages)`: a thread from `conversations.replies` becomes the history the pipeline reads;
 - `to_feedback(...)`: a reaction or a feedback-button click becomes a `Feedback`;
 - `to_correction(view)`: a submitted correction modal, and `correction_error` says what is wrong with it.
+
+Payloads are signed by Slack, but a field may still be missing or of another type (a modal from an
+older version of the bot, a hand-made request): such a payload translates to None, never an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.pipeline import Question
 from bot.prompts import Turn
+from bot.slack import fields
 
 Payload = dict[str, Any]
 
@@ -54,6 +57,16 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class CorrectionRequest:
+    """A click on "Suggest a correction": which answer, who, and the trigger that opens the modal."""
+
+    answer_id: int
+    user_id: str
+    channel: str
+    trigger_id: str
+
+
+@dataclass(frozen=True)
 class CorrectionSubmission:
     answer_id: int
     user_id: str
@@ -86,7 +99,7 @@ def message_kind(event: Payload, *, bot_user_id: str | None) -> MessageKind | No
     """Which `message` events the bot answers: every direct message, and replies in channel threads
     (answered only where the bot took part). Edits, joins and other subtypes, bots' messages, and
     messages that mention the bot (the `app_mention` event answers those) are not questions."""
-    if is_from_bot(event) or event.get("subtype") or not event.get("user"):
+    if is_from_bot(event) or event.get("subtype") or not event.get("user") or not is_placed(event):
         return None
     if event.get("channel_type") == "im":
         return "direct"
@@ -98,13 +111,19 @@ def message_kind(event: Payload, *, bot_user_id: str | None) -> MessageKind | No
     return "follow_up"
 
 
+def is_placed(event: Payload) -> bool:
+    """Whether the event says where it happened, so there is a thread to answer in."""
+    return bool(fields.text(event.get("channel")) and fields.text(event.get("ts")))
+
+
 def is_from_bot(event: Payload) -> bool:
     return bool(event.get("bot_id") or event.get("bot_profile"))
 
 
 def delivery_key(body: Payload) -> str:
     """The key a delivery and all of Slack's retries of it share."""
-    return f"slack:{body.get('event_id') or body['event']['event_ts']}"
+    event = fields.obj(body.get("event"))
+    return f"slack:{fields.text(body.get('event_id')) or fields.text(event.get('event_ts'))}"
 
 
 def thread_of(event: Payload) -> str:
@@ -171,7 +190,7 @@ def to_feedback(payload: Payload, *, bot_user_id: str | None = None) -> Feedback
 
 
 def _reaction_feedback(event: Payload, bot_user_id: str | None) -> Feedback | None:
-    item = event.get("item") or {}
+    item = fields.obj(event.get("item"))
     value = reaction_value(event.get("reaction", ""))
     if value is None or item.get("type") != "message" or not event.get("user"):
         return None
@@ -180,35 +199,44 @@ def _reaction_feedback(event: Payload, bot_user_id: str | None) -> Feedback | No
         value=value,
         source="reaction",
         withdrawn=event["type"] == "reaction_removed",
-        channel=item.get("channel", ""),
-        message_ts=item.get("ts", ""),
+        channel=fields.text(item.get("channel")),
+        message_ts=fields.text(item.get("ts")),
         on_bot_message=bool(bot_user_id) and event.get("item_user") == bot_user_id,
     )
 
 
 def _button_feedback(body: Payload) -> Feedback | None:
-    for action in body.get("actions", []):
+    user = fields.text(fields.obj(body.get("user")).get("id"))
+    for action in fields.items(body.get("actions")):
         if action.get("action_id") != FEEDBACK_ACTION:
             continue
-        direction, _, answer_id = str(action.get("value", "")).partition(":")
-        if direction not in (UP, DOWN) or not answer_id.isdigit():
+        direction, _, number = fields.text(action.get("value")).partition(":")
+        answer_id = fields.digits_id(number)
+        if direction not in (UP, DOWN) or answer_id is None or not user:
             return None
         return Feedback(
-            user_id=body["user"]["id"],
+            user_id=user,
             value=1 if direction == UP else -1,
             source="button",
-            answer_id=int(answer_id),
-            channel=(body.get("channel") or {}).get("id", ""),
-            message_ts=(body.get("container") or {}).get("message_ts", ""),
+            answer_id=answer_id,
+            channel=fields.text(fields.obj(body.get("channel")).get("id")),
+            message_ts=fields.text(fields.obj(body.get("container")).get("message_ts")),
         )
     return None
 
 
-def correction_request(body: Payload) -> int | None:
-    """The answer id on a clicked "Suggest a correction" button."""
-    for action in body.get("actions", []):
-        if action.get("action_id") == CORRECTION_ACTION and str(action.get("value", "")).isdigit():
-            return int(action["value"])
+def correction_request(body: Payload) -> CorrectionRequest | None:
+    """A clicked "Suggest a correction" button; None for anything else."""
+    user = fields.text(fields.obj(body.get("user")).get("id"))
+    for action in fields.items(body.get("actions")):
+        answer_id = fields.digits_id(action.get("value"))
+        if action.get("action_id") == CORRECTION_ACTION and answer_id is not None and user:
+            return CorrectionRequest(
+                answer_id=answer_id,
+                user_id=user,
+                channel=fields.text(fields.obj(body.get("channel")).get("id")),
+                trigger_id=fields.text(body.get("trigger_id")),
+            )
     return None
 
 
@@ -220,18 +248,26 @@ def digest(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
-def to_correction(body: Payload) -> CorrectionSubmission:
-    view = body["view"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    values = view.get("state", {}).get("values", {})
-    text = (values.get(CORRECTION_BLOCK, {}).get(CORRECTION_INPUT, {}) or {}).get("value") or ""
+def to_correction(body: Payload) -> CorrectionSubmission | None:
+    """A submitted correction modal; None when its metadata does not name an answer (`"not json"`,
+    `{}`, `{"answer_id": "abc"}`) or nobody submitted it: there is nothing to store."""
+    view = fields.obj(body.get("view"))
+    meta = fields.metadata(view.get("private_metadata"))
+    answer_id = fields.row_id(meta.get("answer_id"))
+    user = fields.text(fields.obj(body.get("user")).get("id"))
+    if answer_id is None or not user:
+        return None
+    values = fields.obj(fields.obj(view.get("state")).get("values"))
+    text = fields.text(
+        fields.obj(fields.obj(values.get(CORRECTION_BLOCK)).get(CORRECTION_INPUT)).get("value")
+    )
     return CorrectionSubmission(
-        answer_id=int(meta["answer_id"]),
-        user_id=body["user"]["id"],
+        answer_id=answer_id,
+        user_id=user,
         text=text.strip(),
-        channel=meta.get("channel", ""),
-        thread_ts=meta.get("thread_ts", ""),
-        original_digest=meta.get("digest", ""),
+        channel=fields.text(meta.get("channel")),
+        thread_ts=fields.text(meta.get("thread_ts")),
+        original_digest=fields.text(meta.get("digest")),
     )
 
 

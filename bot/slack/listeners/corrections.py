@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import blocks, translate
 from bot.slack.deps import Deps
 from bot.slack.listeners.review import post_card
-from bot.slack.notify import tell
+from bot.slack.notify import open_modal, tell
 from feedback.errors import FeedbackError
 from feedback.queries import ReviewCase
 
@@ -26,25 +26,38 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(translate.CORRECTION_ACTION)
     async def on_suggest(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
         await ack()
-        answer_id = translate.correction_request(body)
-        if answer_id is None:
+        click = translate.correction_request(body)
+        if click is None:
             return
         async with deps.inflight.track():
-            place = await deps.records.place(answer_id)
-            user = body["user"]["id"]
+            place = await deps.records.place(click.answer_id)
             if place is None:
-                channel = (body.get("channel") or {}).get("id", "")
-                await tell(client, channel=channel, user=user, thread_ts="", text=blocks.MISSING_ANSWER)
+                await tell(
+                    client,
+                    channel=click.channel,
+                    user=click.user_id,
+                    thread_ts="",
+                    text=blocks.MISSING_ANSWER,
+                )
                 return
             view = blocks.correction_modal(
-                answer_id=answer_id, answer_text=place.text, channel=place.channel, thread_ts=place.thread_ts
+                answer_id=click.answer_id,
+                answer_text=place.text,
+                channel=place.channel,
+                thread_ts=place.thread_ts,
             )
             # The trigger id expires 3 s after the click: open the modal before anything else.
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            await open_modal(
+                client, trigger_id=click.trigger_id, view=view, user=click.user_id, channel=click.channel
+            )
 
     @app.view(translate.CORRECTION_VIEW)
     async def on_submit(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
         submission = translate.to_correction(body)
+        if submission is None:
+            log.warning("a correction modal without its answer id was submitted; nothing stored")
+            await ack(response_action="errors", errors={translate.CORRECTION_BLOCK: blocks.STALE_MODAL})
+            return
         problem = translate.correction_error(submission)
         if problem is not None:
             await ack(response_action="errors", errors={translate.CORRECTION_BLOCK: problem})
@@ -67,6 +80,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             except FeedbackError as exc:
                 log.warning("correction of answer %s not stored: %s", submission.answer_id, exc)
                 text = str(exc)
+            except Exception:  # acked already: the person hears of it here, or never
+                log.exception("storing a correction of answer %s failed", submission.answer_id)
+                text = blocks.CORRECTION_FAILED
             else:
                 text = blocks.CORRECTION_THANKS
             await tell(

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import BotError
 from bot.pipeline import Answer, Question
 from bot.prompts import Turn
-from bot.slack import blocks, translate
+from bot.slack import blocks, fields, translate
 from bot.slack.blocks import Reply
 from bot.slack.deps import Deps
 
@@ -30,7 +30,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_mention(
         body: Payload, event: Payload, context: AsyncBoltContext, client: AsyncWebClient
     ) -> None:
-        if translate.is_from_bot(event) or event.get("subtype"):
+        if translate.is_from_bot(event) or event.get("subtype") or not translate.is_placed(event):
             return
         await answer_in_thread(deps, client, context, body, event, follow_up=False)
 
@@ -44,11 +44,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @app.event("assistant_thread_started")
     async def on_assistant_thread(body: Payload, event: Payload, client: AsyncWebClient) -> None:
-        thread = event.get("assistant_thread") or {}
+        thread = fields.obj(event.get("assistant_thread"))
+        channel, thread_ts = fields.text(thread.get("channel_id")), fields.text(thread.get("thread_ts"))
+        if not channel or not thread_ts:
+            return
         async with deps.inflight.track():
             if not await deps.records.claim(translate.delivery_key(body)):
                 return
-            await post(client, thread["channel_id"], thread["thread_ts"], [blocks.notice(blocks.GREETING)])
+            await post(client, channel, thread_ts, [blocks.notice(blocks.GREETING)])
 
 
 async def answer_in_thread(

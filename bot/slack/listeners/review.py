@@ -20,7 +20,7 @@ from bot.curation import Outcome, ReviewDesk
 from bot.errors import NotAReviewer
 from bot.slack import review_blocks
 from bot.slack.deps import Deps
-from bot.slack.notify import direct_message, tell
+from bot.slack.notify import direct_message, open_modal, tell
 from bot.slack.review_blocks import ReviewClick, ReviewSubmission
 from feedback.errors import FeedbackError
 from feedback.queries import ReviewCase
@@ -61,12 +61,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     return
                 view = review_blocks.edit_modal(click, case.correction.text)
             # The trigger id expires 3 s after the click.
-            await client.views_open(trigger_id=click.trigger_id, view=view)
+            await open_modal(
+                client, trigger_id=click.trigger_id, view=view, user=click.user_id, channel=click.channel
+            )
 
     @app.view(review_blocks.EDIT_VIEW)
     @app.view(review_blocks.REJECT_VIEW)
     async def on_modal(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
         submission = review_blocks.to_submission(body)
+        if submission is None:
+            log.warning("a review modal without its correction id was submitted; nothing recorded")
+            await ack(response_action="errors", errors={review_blocks.VIEW_BLOCK: review_blocks.STALE_MODAL})
+            return
         problem = review_blocks.submission_error(submission)
         if problem is not None:
             await ack(response_action="errors", errors={review_blocks.VIEW_BLOCK: problem})
