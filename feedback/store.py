@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from feedback import errors
+from feedback import errors, ids
 from feedback.models import (
     PLATFORMS,
     RUN_STATUSES,
@@ -97,7 +97,7 @@ def record_answer(
     reviewed_correction_id: int | None = None,
 ) -> Answer:
     """`reviewed_correction_id`: the approved correction served as this answer (no model asked)."""
-    question = session.get(Question, question_id)
+    question = ids.get(session, Question, question_id)
     if question is None:
         raise _refuse(session, errors.InvalidInput(f"There is no question #{question_id}."))
     answer = Answer(
@@ -119,7 +119,7 @@ def record_answer(
 
 def attach_reply(session: Session, *, answer_id: int, reply_channel: str, reply_ref: str) -> Answer:
     """Remember where the platform shows the answer, so reactions on it find it."""
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise errors.UnknownAnswer(answer_id)
     answer.reply_channel, answer.reply_ref = reply_channel, reply_ref
@@ -145,7 +145,7 @@ def record_vote(
     _require(value in (-1, 1), "A vote is +1 or -1.")
     _require(source in VOTE_SOURCES, f"Unknown vote source {source!r}.")
     _require(bool(user_id), "A vote needs a user.")
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if value < 0 and answer.reviewed_correction_id is not None:
@@ -175,6 +175,8 @@ def withdraw_vote(
     session: Session, *, answer_id: int, user_id: str, source: str, value: int | None = None
 ) -> bool:
     """Remove a user's vote if it still is the one this source gave (e.g. the reaction removed)."""
+    if not ids.in_range(answer_id):
+        return False
     stmt = delete(Vote).where(
         col(Vote.answer_id) == answer_id, col(Vote.user_id) == user_id, col(Vote.source) == source
     )
@@ -201,7 +203,7 @@ def submit_correction(
     more than their id for that (Teams: the conversation reference of their chat)."""
     if not text.strip():
         raise errors.EmptyCorrection()
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if answer.reviewed_correction_id is not None:
@@ -230,7 +232,7 @@ def review_correction(
     _require(decision in ("approve", "reject"), f"Unknown decision {decision!r}.")
     if edited_text is not None and not edited_text.strip():
         raise errors.EmptyCorrection()
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     if correction.status != "pending":
@@ -283,7 +285,7 @@ def reopen_correction(session: Session, *, correction_id: int, reason: str) -> C
     """Send a pending or approved correction back for review in a new round (earlier approvals no
     longer count), with `reason` shown to reviewers. A rejected one stays closed."""
     _require(bool(reason.strip()), "Say why the correction needs another review.")
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     if correction.status == "rejected":
@@ -307,7 +309,7 @@ def _dispute(
 ) -> None:
     """Someone found a reviewed answer wrong: its correction stops being served and goes back to
     the reviewers, with what they said. Committed by the caller, with the vote or correction."""
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None or correction.status != "approved":
         return
     said = f": “{comment.strip()[:300]}”" if comment and comment.strip() else "."
@@ -318,7 +320,7 @@ def _dispute(
 
 def attach_review_card(session: Session, *, correction_id: int, channel: str, ref: str) -> Correction:
     """Remember where a correction's review card was posted, so it can be updated."""
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     correction.card_channel, correction.card_ref = channel, ref
@@ -487,7 +489,7 @@ def queue_run(
 def start_run(session: Session, *, run_id: int) -> RetrainRun:
     """Mark a queued run as running; refused while another run is running anywhere."""
     # FOR UPDATE (PostgreSQL): a second process claiming the same run waits, then sees it taken.
-    run = session.get(RetrainRun, run_id, with_for_update=True)
+    run = ids.get(session, RetrainRun, run_id, with_for_update=True)
     if run is None:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "queued":
@@ -576,7 +578,7 @@ def finish_run(
     error: str | None = None,
 ) -> RetrainRun:
     _require(status in RUN_STATUSES and status not in ("queued", "running"), f"{status!r} is not an outcome.")
-    run = session.get(RetrainRun, run_id)
+    run = ids.get(session, RetrainRun, run_id)
     if run is None:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "running":
