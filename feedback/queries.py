@@ -14,6 +14,7 @@ from feedback import ids
 from feedback.models import (
     AdapterChange,
     AdapterVersion,
+    AdminRefusal,
     Answer,
     Correction,
     OptOut,
@@ -73,6 +74,11 @@ def feedback_high_water(session: Session) -> dict[str, int]:
 def adapter_history(session: Session, limit: int = 20) -> list[AdapterChange]:
     stmt = select(AdapterChange).order_by(col(AdapterChange.id).desc()).limit(limit)
     return list(session.exec(stmt))
+
+
+def recent_refusals(session: Session, limit: int = 20) -> list[AdminRefusal]:
+    """The newest refused admin attempts first."""
+    return list(session.exec(select(AdminRefusal).order_by(col(AdminRefusal.id).desc()).limit(limit)))
 
 
 def get_answer(session: Session, answer_id: int) -> Answer | None:

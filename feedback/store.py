@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, update
@@ -24,6 +24,7 @@ from feedback.models import (
     VOTE_SOURCES,
     AdapterChange,
     AdapterVersion,
+    AdminRefusal,
     Answer,
     Correction,
     OptOut,
@@ -37,6 +38,11 @@ from feedback.models import (
 from feedback.queries import active_adapter, pending_run, rollback_target
 
 log = logging.getLogger(__name__)
+
+# Refused admin attempts recorded a minute, per sender and for everyone; the newest kept in all.
+REFUSALS_PER_SENDER = 5
+REFUSALS_PER_MINUTE = 60
+REFUSALS_KEPT = 10_000
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -346,6 +352,44 @@ def opt_in(session: Session, *, user_id: str) -> bool:
     result = session.execute(delete(OptOut).where(col(OptOut.user_id) == user_id))
     session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- refused admin attempts -------------------------------------------------------------------
+
+
+def record_refusal(
+    session: Session,
+    *,
+    platform: str,
+    user_id: str,
+    command: str,
+    place: str = "",
+    now: datetime | None = None,
+) -> bool:
+    """Record a refused admin attempt; False when it is not recorded because its sender made
+    `REFUSALS_PER_SENDER` in the last minute, or everyone `REFUSALS_PER_MINUTE`: a flood costs two
+    indexed counts per attempt and no rows, and only the newest `REFUSALS_KEPT` rows are kept."""
+    now = now or utcnow()
+    recent = (
+        select(func.count())
+        .select_from(AdminRefusal)
+        .where(col(AdminRefusal.created_at) > now - timedelta(minutes=1))
+    )
+    user_id = user_id[:128]
+    if (
+        session.exec(recent.where(AdminRefusal.user_id == user_id)).one() >= REFUSALS_PER_SENDER
+        or session.exec(recent).one() >= REFUSALS_PER_MINUTE
+    ):
+        session.commit()
+        return False
+    row = AdminRefusal(
+        platform=platform[:16], user_id=user_id, place=place[:256], command=command[:256], created_at=now
+    )
+    session.add(row)
+    session.flush()
+    session.execute(delete(AdminRefusal).where(col(AdminRefusal.id) <= (row.id or 0) - REFUSALS_KEPT))
+    session.commit()
+    return True
 
 
 # --- processed platform events -------------------------------------------------------------

@@ -1,8 +1,10 @@
 """What arrives from outside reaches the store the same way on SQLite and PostgreSQL: text holding
-U+0000 or a lone surrogate is stored (as U+FFFD) and read back, and ids no row can have are "not
-found"."""
+U+0000 or a lone surrogate is stored (as U+FFFD) and read back, ids no row can have are "not found",
+and refused admin attempts are recorded at a bounded rate."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import feedback_seed as seed
 import pytest
@@ -11,7 +13,7 @@ from sqlmodel import select
 
 from feedback import errors, ids, queries, store
 from feedback.db import Database
-from feedback.models import Correction, Review, Vote
+from feedback.models import AdminRefusal, Correction, Review, Vote, utcnow
 
 OUT_OF_RANGE = [2**31, 2**63, 10**20, 0, -1]
 NUL = "How much\x00 leave?"
@@ -89,3 +91,44 @@ def test_ids_no_row_can_have_are_not_found(database: Database, bad: int) -> None
         assert queries.get_answer(s, bad) is None and queries.get_question(s, bad) is None
         assert queries.votes_for(s, bad) == [] and queries.review_case(s, bad) is None
     assert _count(database, Vote) == 0 and _count(database, Correction) == 0
+
+
+def _refuse(db: Database, user: str, *, at: object = None) -> bool:
+    with db.writer() as s:
+        return store.record_refusal(
+            s, platform="slack", user_id=user, place="C1", command="retrain", now=at or utcnow()
+        )
+
+
+def test_a_refused_admin_attempt_is_recorded_with_who_where_and_what(database: Database) -> None:
+    with database.writer() as s:
+        assert store.record_refusal(
+            s, platform="teams", user_id="29:" + "x" * 200, place="a:conv", command="rollback " * 50
+        )
+    with database.reader() as s:
+        [row] = queries.recent_refusals(s)
+    assert (row.platform, row.place) == ("teams", "a:conv")
+    assert row.user_id == ("29:" + "x" * 200)[:128] and row.command == ("rollback " * 50)[:256]
+
+
+def test_refused_attempts_are_recorded_at_a_bounded_rate(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = [_refuse(database, "UFLOOD") for _ in range(store.REFUSALS_PER_SENDER + 3)]
+    assert recorded == [True] * store.REFUSALS_PER_SENDER + [False] * 3
+    assert _refuse(database, "UOTHER")  # one sender's flood does not silence the others
+    assert _refuse(database, "UFLOOD", at=utcnow() + timedelta(seconds=61))  # a minute later
+
+    monkeypatch.setattr(store, "REFUSALS_PER_MINUTE", 8)
+    many = [_refuse(database, f"U{i}") for i in range(5)]
+    assert many == [True] + [False] * 4  # 7 in the last minute, then the cap for everyone
+    assert _count(database, AdminRefusal) == store.REFUSALS_PER_SENDER + 3
+
+
+def test_only_the_newest_refusals_are_kept(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "REFUSALS_KEPT", 3)
+    start = utcnow() - timedelta(hours=1)
+    for i in range(6):
+        assert _refuse(database, f"U{i}", at=start + timedelta(minutes=i * 2))
+    with database.reader() as s:
+        assert [r.user_id for r in queries.recent_refusals(s)] == ["U5", "U4", "U3"]
