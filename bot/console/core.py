@@ -38,7 +38,7 @@ STALE_FORM = (
 )
 BAD_FORM = "That form could not be read, so nothing was changed. Reload the page and try again."
 CHAT_CLOSED = (
-    "The console's chat answers requests from this machine only. Sign in with the admin token, or "
+    "The console's chat answers requests from this machine only. Sign in with your console token, or "
     "ask whoever runs the bot to set CONSOLE_CHAT_OPEN=true."
 )
 
@@ -137,7 +137,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytear
     except web.HTTPException:  # too large: aiohttp's own 4xx
         raise
     except Exception as exc:  # whatever the parser met, the body is the sender's to fix
-        log.info("unreadable form posted to %s: %s", request.path, type(exc).__name__)
+        log.info("unreadable form posted to %r: %s", request.path, type(exc).__name__)
         return None
 
 
@@ -161,7 +161,7 @@ async def refused(request: web.Request, who: str | None, what: str) -> None:
 
 
 def admin_page(handler: Handler) -> Handler:
-    """GET pages for admins: explain how to enable them without ADMIN_TOKEN; send others to login."""
+    """GET pages for admins: explain how to enable them without console tokens; send others to login."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         console = console_of(request)
