@@ -2,7 +2,9 @@
 
 A platform adapter passes the caller's user id and the command text to `AdminCommands.handle` and
 shows the `AdminReply` it gets back (plain text with bullets, fit for Slack and Teams alike). Only
-users in the admin list may run them; anyone else gets a refusal and the attempt is logged.
+users in the admin list may run them; anyone else gets a refusal, and the attempt is logged and
+recorded in SQL with who, where and what (`record_refused`, at a bounded rate), which the
+console's model page lists beside the admin actions.
 Retrains are only queued here: the scheduler process runs them and posts the result.
 """
 
@@ -64,11 +66,20 @@ class AdminCommands:
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins
 
-    async def handle(self, user_id: str, text: str) -> AdminReply:
+    async def handle(self, user_id: str, text: str, *, platform: str = "", channel: str = "") -> AdminReply:
+        """`platform` and `channel`: where the command was typed, recorded when it is refused."""
         words = text.strip().split()
         command = words[0].lower() if words else "help"
         if not self.is_admin(user_id):
             log.warning("admin command refused: user %s is not an admin (command %r)", user_id, command)
+            await asyncio.to_thread(
+                record_refused,
+                self.database,
+                platform=platform or "unknown",
+                user_id=user_id,
+                place=channel,
+                command=text.strip() or command,
+            )
             return AdminReply(REFUSAL.format(command=command if command in COMMANDS else text.strip()))
         if command not in COMMANDS:
             return AdminReply(f"I don't know the admin command `{command}`.\n\n{HELP}")
@@ -168,6 +179,21 @@ class AdminCommands:
     def _rollback_in_sql(self, actor: str) -> object:
         with self.database.writer() as session:
             return store.rollback_adapter(session, actor=actor, reason="admin command")
+
+
+def record_refused(database: Database, *, platform: str, user_id: str, place: str, command: str) -> None:
+    """Record a refused admin attempt for the console to show; a failure to record it is logged,
+    never passed on (the refusal itself stands)."""
+    try:
+        with database.writer() as session:
+            recorded = store.record_refusal(
+                session, platform=platform, user_id=user_id, place=place, command=command
+            )
+    except Exception:
+        log.exception("recording a refused admin attempt by %s failed", user_id)
+        return
+    if not recorded:
+        log.debug("refused admin attempt by %r not recorded: over the per-minute cap", user_id)
 
 
 # --- formatting shared with the retrain notifier -----------------------------------------------

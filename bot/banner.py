@@ -67,7 +67,7 @@ def teams_line(settings: Settings) -> str:
 
 def banner(settings: Settings, slack: SlackSignIn | None) -> str:
     console = console_url(settings)
-    if not settings.admin_token.get_secret_value():
+    if not (settings.admin_token.get_secret_value() or settings.console_users.get_secret_value()):
         console += " (admin pages: set ADMIN_TOKEN to sign in)"
     return "\n".join(
         [

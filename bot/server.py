@@ -192,6 +192,7 @@ async def application(settings: Settings) -> web.Application:
         review=review,
         admin=admin_actions(settings, database),
         admin_token=settings.admin_token.get_secret_value(),
+        console_users=settings.console_logins(),
         chat_open=settings.console_chat_open,
         inflight=deps.inflight,
         answering=deps.answering,

@@ -30,6 +30,10 @@ SECRET_FIELDS = (
 )
 
 
+_CONSOLE_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
+MIN_CONSOLE_TOKEN = 16
+
+
 class SettingsError(ValueError):
     """A setting is missing or unusable; the message names it and says what to do."""
 
@@ -107,7 +111,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated user ids whose messages never become training data.",
     )
-    admin_token: SecretStr = Field(SecretStr(""), description="Token for the browser console's admin pages.")
+    admin_token: SecretStr = Field(
+        SecretStr(""),
+        description="One shared token for the console's admin pages (signs in as console:admin).",
+    )
+    console_users: SecretStr = Field(
+        SecretStr(""),
+        description="Console reviewers with tokens of their own: comma-separated NAME:TOKEN pairs; "
+        "each signs in as console:NAME.",
+    )
     console_chat_open: bool = Field(
         False, description="Open the console's chat to everyone who reaches PORT, not only this machine."
     )
@@ -194,6 +206,48 @@ class Settings(BaseSettings):
                     "or unset it, or use ENVIRONMENT=development."
                 )
         return self
+
+    @model_validator(mode="after")
+    def _console_users_usable(self) -> Settings:
+        logins = self.console_logins()
+        admin_token = self.admin_token.get_secret_value()
+        if admin_token and "admin" in logins:
+            raise SettingsError(
+                "CONSOLE_USERS names someone `admin`, which is ADMIN_TOKEN's identity; pick another name."
+            )
+        tokens = list(logins.values()) + ([admin_token] if admin_token else [])
+        if len(set(tokens)) != len(tokens):
+            raise SettingsError("CONSOLE_USERS gives two people (or ADMIN_TOKEN) the same token; one each.")
+        if self.environment != "development":
+            for name, token in logins.items():
+                if _PLACEHOLDER.search(token):
+                    raise SettingsError(
+                        f"CONSOLE_USERS: {name}'s token is still a placeholder; set a real one."
+                    )
+        return self
+
+    def console_logins(self) -> dict[str, str]:
+        """CONSOLE_USERS as {name: token}; refused when a pair is not NAME:TOKEN, a name is not 1-32
+        letters, digits, dots, dashes or underscores, or a token is shorter than 16 characters."""
+        logins: dict[str, str] = {}
+        for pair in self.console_users.get_secret_value().split(","):
+            if not pair.strip():
+                continue
+            name, _, token = (part.strip() for part in pair.partition(":"))
+            if not _CONSOLE_NAME.fullmatch(name) or not token:
+                raise SettingsError(
+                    "CONSOLE_USERS takes comma-separated NAME:TOKEN pairs, each name 1-32 letters, "
+                    f"digits, dots, dashes or underscores; {name[:32]!r} is not one."
+                )
+            if len(token) < MIN_CONSOLE_TOKEN:
+                raise SettingsError(
+                    f"CONSOLE_USERS: {name}'s token is shorter than {MIN_CONSOLE_TOKEN} characters; make one "
+                    'with `python -c "import secrets; print(secrets.token_urlsafe())"`.'
+                )
+            if name in logins:
+                raise SettingsError(f"CONSOLE_USERS names {name} twice; one token per person.")
+            logins[name] = token
+        return logins
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -4,10 +4,16 @@ SQLite is opened in WAL mode with a busy timeout and foreign keys on. Sessions m
 start their transaction with BEGIN IMMEDIATE: a deferred transaction that reads and then writes
 can fail with "database is locked" when another writer committed in between, and the busy timeout
 does not cover that case. Readers keep deferred transactions so they never block writers.
+
+Text the databases cannot both hold is made storable on its way to either: PostgreSQL's text
+refuses U+0000, and neither driver encodes a lone surrogate (`"\\ud800"` in JSON), so each becomes
+U+FFFD in every statement's parameters (writes and lookups alike), and a question holding one is
+stored and answered the same on both.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 BUSY_TIMEOUT_MS = 30_000
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 
 class Database:
@@ -42,7 +50,30 @@ class Database:
         self.engine.dispose()
 
 
+def storable(value: Any) -> Any:
+    """`value` (a statement's parameters) with every string's unstorable characters replaced."""
+    if isinstance(value, str):
+        return UNSTORABLE.sub(REPLACEMENT, value) if UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {key: storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(storable(item) for item in value)
+    return value
+
+
+def _storable_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    return statement, storable(parameters)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    engine = _engine(url, echo=echo)
+    event.listen(engine, "before_cursor_execute", _storable_parameters, retval=True)
+    return engine
+
+
+def _engine(url: str, *, echo: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, echo=echo, pool_pre_ping=True)

@@ -227,3 +227,18 @@ class SchedulerJob(SQLModel, table=True):
     id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
     next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
     job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class AdminRefusal(SQLModel, table=True):
+    """An admin command or console admin action someone was refused: who, where, what. Written at
+    a bounded rate (`store.record_refusal`), so a flood of attempts cannot fill the database."""
+
+    __table_args__ = (Index("ix_adminrefusal_user_created", "user_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)  # slack, teams, web (the console)
+    # The platform's user id; on the console the signed-in identity, else the client's address.
+    user_id: str = Field(max_length=128)
+    place: str = Field(default="", max_length=256)  # channel, conversation or console route
+    command: str = Field(max_length=256)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)

@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
+from feedback import ids
 from feedback.models import (
     AdapterChange,
     AdapterVersion,
+    AdminRefusal,
     Answer,
     Correction,
     OptOut,
@@ -74,12 +76,17 @@ def adapter_history(session: Session, limit: int = 20) -> list[AdapterChange]:
     return list(session.exec(stmt))
 
 
+def recent_refusals(session: Session, limit: int = 20) -> list[AdminRefusal]:
+    """The newest refused admin attempts first."""
+    return list(session.exec(select(AdminRefusal).order_by(col(AdminRefusal.id).desc()).limit(limit)))
+
+
 def get_answer(session: Session, answer_id: int) -> Answer | None:
-    return session.get(Answer, answer_id)
+    return ids.get(session, Answer, answer_id)
 
 
 def get_question(session: Session, question_id: int) -> Question | None:
-    return session.get(Question, question_id)
+    return ids.get(session, Question, question_id)
 
 
 def find_answer_by_reply(
@@ -92,6 +99,8 @@ def find_answer_by_reply(
 
 
 def votes_for(session: Session, answer_id: int) -> list[Vote]:
+    if not ids.in_range(answer_id):
+        return []
     return list(session.exec(select(Vote).where(Vote.answer_id == answer_id).order_by(col(Vote.id))))
 
 
@@ -232,6 +241,8 @@ def review_queue(session: Session) -> list[ReviewCase]:
 
 
 def review_case(session: Session, correction_id: int) -> ReviewCase | None:
+    if not ids.in_range(correction_id):
+        return None
     cases = _cases(session, _corrections_with_answers(session, None, correction_id=correction_id))
     return cases[0] if cases else None
 

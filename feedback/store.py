@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, update
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from feedback import errors
+from feedback import errors, ids
 from feedback.models import (
     PLATFORMS,
     RUN_STATUSES,
@@ -24,6 +24,7 @@ from feedback.models import (
     VOTE_SOURCES,
     AdapterChange,
     AdapterVersion,
+    AdminRefusal,
     Answer,
     Correction,
     OptOut,
@@ -37,6 +38,11 @@ from feedback.models import (
 from feedback.queries import active_adapter, pending_run, rollback_target
 
 log = logging.getLogger(__name__)
+
+# Refused admin attempts recorded a minute, per sender and for everyone; the newest kept in all.
+REFUSALS_PER_SENDER = 5
+REFUSALS_PER_MINUTE = 60
+REFUSALS_KEPT = 10_000
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -97,7 +103,7 @@ def record_answer(
     reviewed_correction_id: int | None = None,
 ) -> Answer:
     """`reviewed_correction_id`: the approved correction served as this answer (no model asked)."""
-    question = session.get(Question, question_id)
+    question = ids.get(session, Question, question_id)
     if question is None:
         raise _refuse(session, errors.InvalidInput(f"There is no question #{question_id}."))
     answer = Answer(
@@ -119,7 +125,7 @@ def record_answer(
 
 def attach_reply(session: Session, *, answer_id: int, reply_channel: str, reply_ref: str) -> Answer:
     """Remember where the platform shows the answer, so reactions on it find it."""
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise errors.UnknownAnswer(answer_id)
     answer.reply_channel, answer.reply_ref = reply_channel, reply_ref
@@ -145,7 +151,7 @@ def record_vote(
     _require(value in (-1, 1), "A vote is +1 or -1.")
     _require(source in VOTE_SOURCES, f"Unknown vote source {source!r}.")
     _require(bool(user_id), "A vote needs a user.")
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if value < 0 and answer.reviewed_correction_id is not None:
@@ -175,6 +181,8 @@ def withdraw_vote(
     session: Session, *, answer_id: int, user_id: str, source: str, value: int | None = None
 ) -> bool:
     """Remove a user's vote if it still is the one this source gave (e.g. the reaction removed)."""
+    if not ids.in_range(answer_id):
+        return False
     stmt = delete(Vote).where(
         col(Vote.answer_id) == answer_id, col(Vote.user_id) == user_id, col(Vote.source) == source
     )
@@ -201,7 +209,7 @@ def submit_correction(
     more than their id for that (Teams: the conversation reference of their chat)."""
     if not text.strip():
         raise errors.EmptyCorrection()
-    answer = session.get(Answer, answer_id)
+    answer = ids.get(session, Answer, answer_id)
     if answer is None:
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if answer.reviewed_correction_id is not None:
@@ -230,7 +238,7 @@ def review_correction(
     _require(decision in ("approve", "reject"), f"Unknown decision {decision!r}.")
     if edited_text is not None and not edited_text.strip():
         raise errors.EmptyCorrection()
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     if correction.status != "pending":
@@ -283,7 +291,7 @@ def reopen_correction(session: Session, *, correction_id: int, reason: str) -> C
     """Send a pending or approved correction back for review in a new round (earlier approvals no
     longer count), with `reason` shown to reviewers. A rejected one stays closed."""
     _require(bool(reason.strip()), "Say why the correction needs another review.")
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     if correction.status == "rejected":
@@ -307,7 +315,7 @@ def _dispute(
 ) -> None:
     """Someone found a reviewed answer wrong: its correction stops being served and goes back to
     the reviewers, with what they said. Committed by the caller, with the vote or correction."""
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None or correction.status != "approved":
         return
     said = f": “{comment.strip()[:300]}”" if comment and comment.strip() else "."
@@ -318,7 +326,7 @@ def _dispute(
 
 def attach_review_card(session: Session, *, correction_id: int, channel: str, ref: str) -> Correction:
     """Remember where a correction's review card was posted, so it can be updated."""
-    correction = session.get(Correction, correction_id)
+    correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
     correction.card_channel, correction.card_ref = channel, ref
@@ -344,6 +352,44 @@ def opt_in(session: Session, *, user_id: str) -> bool:
     result = session.execute(delete(OptOut).where(col(OptOut.user_id) == user_id))
     session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- refused admin attempts -------------------------------------------------------------------
+
+
+def record_refusal(
+    session: Session,
+    *,
+    platform: str,
+    user_id: str,
+    command: str,
+    place: str = "",
+    now: datetime | None = None,
+) -> bool:
+    """Record a refused admin attempt; False when it is not recorded because its sender made
+    `REFUSALS_PER_SENDER` in the last minute, or everyone `REFUSALS_PER_MINUTE`: a flood costs two
+    indexed counts per attempt and no rows, and only the newest `REFUSALS_KEPT` rows are kept."""
+    now = now or utcnow()
+    recent = (
+        select(func.count())
+        .select_from(AdminRefusal)
+        .where(col(AdminRefusal.created_at) > now - timedelta(minutes=1))
+    )
+    user_id = user_id[:128]
+    if (
+        session.exec(recent.where(AdminRefusal.user_id == user_id)).one() >= REFUSALS_PER_SENDER
+        or session.exec(recent).one() >= REFUSALS_PER_MINUTE
+    ):
+        session.commit()
+        return False
+    row = AdminRefusal(
+        platform=platform[:16], user_id=user_id, place=place[:256], command=command[:256], created_at=now
+    )
+    session.add(row)
+    session.flush()
+    session.execute(delete(AdminRefusal).where(col(AdminRefusal.id) <= (row.id or 0) - REFUSALS_KEPT))
+    session.commit()
+    return True
 
 
 # --- processed platform events -------------------------------------------------------------
@@ -487,7 +533,7 @@ def queue_run(
 def start_run(session: Session, *, run_id: int) -> RetrainRun:
     """Mark a queued run as running; refused while another run is running anywhere."""
     # FOR UPDATE (PostgreSQL): a second process claiming the same run waits, then sees it taken.
-    run = session.get(RetrainRun, run_id, with_for_update=True)
+    run = ids.get(session, RetrainRun, run_id, with_for_update=True)
     if run is None:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "queued":
@@ -576,7 +622,7 @@ def finish_run(
     error: str | None = None,
 ) -> RetrainRun:
     _require(status in RUN_STATUSES and status not in ("queued", "running"), f"{status!r} is not an outcome.")
-    run = session.get(RetrainRun, run_id)
+    run = ids.get(session, RetrainRun, run_id)
     if run is None:
         raise _refuse(session, errors.UnknownRun(run_id))
     if run.status != "running":

@@ -25,6 +25,7 @@ from bot.slack import Records
 from feedback.db import Database
 
 TOKEN = "s3cret-console-token-for-tests"
+ADMIN = "console:admin"  # the identity ADMIN_TOKEN signs in as
 
 
 @dataclass
@@ -50,9 +51,9 @@ class Console:
         [answer] = [data for name, data in events if name == "answer"]
         return answer
 
-    async def login(self, token: str = TOKEN, name: str = "ada") -> httpx.Response:
+    async def login(self, token: str = TOKEN, **extra: str) -> httpx.Response:
         return await self.http.post(
-            "/console/login", data={"token": token, "name": name, "next": "/console/review"}
+            "/console/login", data={"token": token, "next": "/console/review", **extra}
         )
 
     async def csrf(self, page: str = "/console/model") -> str:
@@ -76,12 +77,14 @@ async def running_console(
     tmp_path: Path,
     *,
     admin_token: str = TOKEN,
+    console_users: dict[str, str] | None = None,
     chat_open: bool = False,
     reviewers: tuple[str, ...] = ("R1",),
     approvals_required: int = 1,
     on_decided: Tell | None = None,
 ) -> AsyncIterator[Console]:
-    """`on_decided`: who is told about review decisions (`bot.review_news`); by default nobody."""
+    """`on_decided`: who is told about review decisions (`bot.review_news`); by default nobody.
+    `console_users`: CONSOLE_USERS as {name: token}, beside `admin_token`."""
     model = FakeModel()
     slack_deps = make_deps(database, model)
     knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
@@ -99,6 +102,7 @@ async def running_console(
         review=desk,
         admin=AdminCommands(database, admins=()),
         admin_token=admin_token,
+        console_users=console_users or {},
         chat_open=chat_open,
         inflight=slack_deps.inflight,
         on_decided=on_decided,

@@ -104,7 +104,7 @@ async def test_a_console_approval_updates_the_slack_card_and_dms_the_author(
         assert f"Correction #{correction_id} approved." in page and 'data-testid="review-warning"' not in page
         [update] = slack.called("chat.update")
         assert (update["channel"], update["ts"]) == (REVIEW, slack.messages[REVIEW][0]["ts"])
-        assert "*Approved* by <@ada>" in str(update["blocks"])
+        assert "*Approved* by console:admin" in str(update["blocks"])
         assert slack.messages[REVIEW][0]["blocks"] == update["blocks"]  # the card itself changed
         [opened] = slack.called("conversations.open")
         assert opened["users"] == AUTHOR

@@ -74,3 +74,40 @@ def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: py
 
     monkeypatch.setenv("MAX_MODEL_LEN", "3072")
     assert train_config(Settings()).max_length == 3072
+
+
+def test_console_users_are_name_token_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSOLE_USERS", " alice:tok-alice-0123456789 , bob.smith:tok:with:colons-0123 ,")
+    assert Settings().console_logins() == {
+        "alice": "tok-alice-0123456789",
+        "bob.smith": "tok:with:colons-0123",
+    }
+    monkeypatch.setenv("ADMIN_TOKEN", "tok-alice-0123456789")
+    with pytest.raises(ValidationError, match="same token"):
+        Settings()
+    monkeypatch.setenv("ADMIN_TOKEN", "another-admin-token-000")
+    monkeypatch.setenv("CONSOLE_USERS", "admin:tok-admin-0123456789")
+    with pytest.raises(ValidationError, match="ADMIN_TOKEN's identity"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("alice", "NAME:TOKEN pairs"),
+        ("al ice:tok-alice-0123456789", "NAME:TOKEN pairs"),
+        ("alice:short", "shorter than 16"),
+        ("alice:tok-alice-0123456789,alice:tok-alice-9876543210", "names alice twice"),
+    ],
+)
+def test_unusable_console_users_are_refused(monkeypatch: pytest.MonkeyPatch, value: str, error: str) -> None:
+    monkeypatch.setenv("CONSOLE_USERS", value)
+    with pytest.raises(ValidationError, match=error):
+        Settings()
+
+
+def test_placeholder_console_tokens_are_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("CONSOLE_USERS", "alice:your-token-goes-here-ok")
+    with pytest.raises(ValidationError, match="alice's token is still a placeholder"):
+        Settings()

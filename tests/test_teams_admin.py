@@ -68,7 +68,7 @@ class ChartingAdmin:
     def is_admin(self, user_id: str) -> bool:
         return user_id == ADA.aad_id
 
-    async def handle(self, user_id: str, text: str) -> Reply:
+    async def handle(self, user_id: str, text: str, *, platform: str = "", channel: str = "") -> Reply:
         return Reply(f"{text} for {user_id}", self.chart)
 
 

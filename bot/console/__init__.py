@@ -22,19 +22,23 @@ Routes (element ids / `data-testid`s in brackets are stable: the end-to-end test
     POST /console/api/vote          JSON {"answer_id", "value": 1 | -1 | 0 (withdraw), "user"?}
                                       -> {"ok", "value"}
     POST /console/api/correction    JSON {"answer_id", "text", "user"?} -> {"ok", "correction_id", "status"}
-    GET  /console/login             admin login form [#login-form, #login-token, #login-name, #login-submit,
+    GET  /console/login             sign-in form [#login-form, #login-token, #login-submit,
                                     [data-testid=login-error] after a wrong token]
-    POST /console/login             form token, name, next -> 303 to next with the admin cookie; 401 + form
+    POST /console/login             form token, next -> 303 to next with the admin cookie; 401 + form;
+                                    400 for a body that is not a readable form
     POST /console/logout            clears the admin cookie
     GET  /console/review            admin: the correction queue, most urgent first
                                     [article[data-testid=review-case][data-correction-id] with forms
                                     [data-testid=approve], [data-testid=edit] (textarea name=text),
                                     [data-testid=reject] (input name=reason); [data-testid=notice],
                                     [data-testid=review-warning] when the author or card was not told]
-    POST /console/review/{id}/approve | /edit (text) | /reject (reason)      admin, CSRF-checked
+    POST /console/review/{id}/approve | /edit (text) | /reject (reason)      admin, CSRF-checked;
+                                    404 for an id no correction has
     GET  /console/model             admin: active adapter [data-testid=active-adapter], versions
                                     [data-testid=adapter-row], runs [data-testid=run-row] with loss curves,
-                                    buttons [data-testid=retrain] and [data-testid=rollback]
+                                    buttons [data-testid=retrain] and [data-testid=rollback], adapter
+                                    switches [data-testid=admin-action-row] and refused admin attempts
+                                    [data-testid=refused-row] (Slack, Teams, the console)
     POST /console/model/retrain | /console/model/rollback                   admin, CSRF-checked
     GET  /console/model/adapters/{name}/loss_curve.png   the PNG in that registered version's folder
     GET  /console/quality?days=30   admin: charts as inline <svg> [data-testid=chart-rate-by-adapter,
@@ -46,14 +50,17 @@ Who may use what
   - Chat: open to requests from this machine (loopback, no X-Forwarded-For); from elsewhere it needs
     the admin login, unless CONSOLE_CHAT_OPEN=true opens it to everyone who can reach the port.
     The asker's user id is the name typed in #user-name, else an anonymous id kept in a cookie.
-  - Admin pages (review, model, quality): need ADMIN_TOKEN to be set; without it they say how to
-    enable them. Login flow: GET an admin page -> 303 to /console/login?next=<page>; POST the token
-    (and your name, recorded as the reviewer and the retrain requester) -> a signed, HttpOnly,
-    SameSite=Strict cookie valid 12 hours (changing ADMIN_TOKEN signs everyone out). A wrong token
-    gets 401, a clear message, and a warning in the log with the client's address; too many wrong
-    tries from one address in a minute get 429. Admin POSTs need the cookie, a CSRF token in the
-    form (a hidden `csrf` field every admin form carries) and, when the browser sends one, an Origin
-    matching the Host. JSON/API calls to admin routes without login get 401.
+  - Admin pages (review, model, quality): need CONSOLE_USERS (a token per reviewer) or ADMIN_TOKEN
+    (one admin); without either they say how to enable them. Login flow: GET an admin page -> 303 to
+    /console/login?next=<page>; POST your token -> a signed, HttpOnly, SameSite=Strict cookie valid
+    12 hours naming the identity the token belongs to (`console:NAME`, `console:admin` for
+    ADMIN_TOKEN), recorded as the reviewer and the retrain requester: never a typed name, so k-of-n
+    review counts distinct people. Changing a person's token signs them out. A wrong token gets 401,
+    a clear message, a warning in the log with the client's address and a refused-attempt record;
+    too many wrong tries from one address in a minute get 429. Admin POSTs need the cookie, a CSRF
+    token in the form (a hidden `csrf` field every admin form carries) and, when the browser sends
+    one, an Origin matching the Host; refused ones are recorded. JSON/API calls to admin routes
+    without login get 401.
 
 Stored exactly like Slack's: the same pipeline records question and answer (platform "web"), votes go
 through `Records.vote` / `withdraw` (source "console"), corrections through the review desk's

@@ -102,8 +102,9 @@ def _user(request: web.Request, body: dict[str, Any]) -> str | None:
 
 
 def _answer_id(body: dict[str, Any]) -> int | None:
+    """The answer id given, any integer: one no answer can have (0, -1, 2**63) is "no such answer"."""
     value = body.get("answer_id")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def ask(request: web.Request) -> web.StreamResponse:

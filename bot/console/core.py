@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
-from bot.admin import AdminCommands
-from bot.console.auth import Auth, is_local, same_origin
+from bot.admin import AdminCommands, record_refused
+from bot.console.auth import Auth, client_address, is_local, same_origin
 from bot.curation import Outcome, ReviewDesk
 from bot.pipeline import Pipeline
 from bot.slack.inflight import Inflight
 from bot.slack.records import Records
 from feedback.db import Database
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "web"  # what the store calls questions asked in the browser
 VOTE_SOURCE = "console"
@@ -32,8 +36,9 @@ STALE_FORM = (
     "That form was out of date or came from another site, so nothing was changed. "
     "Reload the page and try again."
 )
+BAD_FORM = "That form could not be read, so nothing was changed. Reload the page and try again."
 CHAT_CLOSED = (
-    "The console's chat answers requests from this machine only. Sign in with the admin token, or "
+    "The console's chat answers requests from this machine only. Sign in with your console token, or "
     "ask whoever runs the bot to set CONSOLE_CHAT_OPEN=true."
 )
 
@@ -50,6 +55,7 @@ class ConsoleDeps:
     review: ReviewDesk | None = None
     admin: AdminCommands | None = None
     admin_token: str = ""
+    console_users: Mapping[str, str] = field(default_factory=dict)  # CONSOLE_USERS: {name: token}
     chat_open: bool = False  # CONSOLE_CHAT_OPEN: chat for everyone who reaches the port
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore | None = None  # shared with Slack and Teams when given
@@ -59,7 +65,7 @@ class ConsoleDeps:
 class Console:
     def __init__(self, deps: ConsoleDeps) -> None:
         self.deps = deps
-        self.auth = Auth(deps.admin_token)
+        self.auth = Auth(deps.admin_token, deps.console_users)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("bot.console", "templates"),
             autoescape=True,
@@ -92,7 +98,7 @@ class Console:
         return self._flashes.pop(key, None)
 
     def reviewer_desk(self, name: str) -> ReviewDesk | None:
-        """The review desk with `name` among the reviewers: holding the admin token makes one."""
+        """The review desk with `name` (a signed-in console identity) among the reviewers."""
         desk = self.deps.review
         if desk is None:
             return None
@@ -118,13 +124,44 @@ async def read_json(request: web.Request) -> dict[str, Any] | None:
     """The request's JSON object, or None when it is not one."""
     try:
         body = json.loads(await request.text())
-    except ValueError:
+    except (ValueError, LookupError, RecursionError):  # not JSON, not its charset, nested too deep
         return None
     return body if isinstance(body, dict) else None
 
 
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField] | None:
+    """The request's form, or None when its body cannot be read as one (a truncated multipart
+    body, an unknown charset, bytes that are not its text)."""
+    try:
+        return await request.post()
+    except web.HTTPException:  # too large: aiohttp's own 4xx
+        raise
+    except Exception as exc:  # whatever the parser met, the body is the sender's to fix
+        log.info("unreadable form posted to %r: %s", request.path, type(exc).__name__)
+        return None
+
+
+def bad_form(request: web.Request) -> web.Response:
+    return console_of(request).render(
+        request, "message.html", status=400, title="Not changed", message=BAD_FORM
+    )
+
+
+async def refused(request: web.Request, who: str | None, what: str) -> None:
+    """Record a refused admin attempt on the console: who (the identity, else the client's
+    address), where (the route), what."""
+    await asyncio.to_thread(
+        record_refused,
+        console_of(request).deps.database,
+        platform=PLATFORM,
+        user_id=who or client_address(request),
+        place=request.path,
+        command=what,
+    )
+
+
 def admin_page(handler: Handler) -> Handler:
-    """GET pages for admins: explain how to enable them without ADMIN_TOKEN; send others to login."""
+    """GET pages for admins: explain how to enable them without console tokens; send others to login."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         console = console_of(request)
@@ -144,10 +181,16 @@ def admin_action(handler: Handler) -> Handler:
         console = console_of(request)
         if not console.auth.enabled:
             return console.render(request, "admin_off.html", status=403)
-        if console.auth.admin_name(request) is None:
+        who = console.auth.admin_name(request)
+        action = request.path.rsplit("/", 1)[-1]
+        if who is None:
+            await refused(request, None, f"{action} (not signed in)")
             return console.render(request, "login.html", status=401, error=None, next=request.path)
-        form = await request.post()
+        form = await read_form(request)
+        if form is None:
+            return bad_form(request)
         if not same_origin(request) or not console.auth.csrf_ok(request, str(form.get("csrf", ""))):
+            await refused(request, who, f"{action} (stale form or another site)")
             return console.render(
                 request, "message.html", status=403, title="Not changed", message=STALE_FORM
             )

@@ -1,15 +1,18 @@
-"""Admin sign-in and sign-out with ADMIN_TOKEN (see `bot.console.auth` for the cookie)."""
+"""Sign-in and sign-out with a personal token (CONSOLE_USERS) or ADMIN_TOKEN; the identity comes from
+the token (see `bot.console.auth` for the cookie)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bot.console.auth import ADMIN_COOKIE, DEFAULT_ADMIN_NAME, clean_name, client_address, same_origin
-from bot.console.core import STALE_FORM, console_of
+from bot.console.auth import ADMIN_COOKIE, client_address, same_origin
+from bot.console.core import STALE_FORM, bad_form, console_of, read_form, refused
 
-WRONG_TOKEN = "That is not the admin token, so you are not signed in. Check ADMIN_TOKEN and try again."
+WRONG_TOKEN = (
+    "That is not a console token, so you are not signed in. Use your own token from CONSOLE_USERS "
+    "(or ADMIN_TOKEN) and try again."
+)
 THROTTLED = "Too many wrong tokens from your address; wait a minute before trying again."
-BAD_NAME = "Your name needs 1 to 64 characters, without line breaks."
 DEFAULT_NEXT = "/console/review"
 
 
@@ -41,7 +44,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     auth = console.auth
     if not auth.enabled:
         return console.render(request, "admin_off.html", status=403)
-    form = await request.post()
+    form = await read_form(request)
+    if form is None:
+        return bad_form(request)
     target = safe_next(form.get("next"))
 
     def refuse(message: str, status: int) -> web.Response:
@@ -52,14 +57,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle_key = request.remote or "unknown"
     if auth.throttled(throttle_key):
         return refuse(THROTTLED, 429)
-    raw_name = str(form.get("name", "")).strip()
-    name = clean_name(raw_name) if raw_name else DEFAULT_ADMIN_NAME
-    if name is None:
-        return refuse(BAD_NAME, 400)
-    if not auth.check_token(str(form.get("token", "")), throttle_key, shown=client_address(request)):
+    who = auth.check_token(str(form.get("token", "")), throttle_key, shown=client_address(request))
+    if who is None:
+        await refused(request, None, "sign in (wrong token)")
         return refuse(WRONG_TOKEN, 401)
     response = web.Response(status=303, headers={"Location": target})
-    auth.set_session(response, request, name)
+    auth.set_session(response, request, who)
     return response
 
 

@@ -1,6 +1,7 @@
 """The model page: the adapter serving now, every version with its figures, recent retrain runs with
 their loss curves, and the buttons to retrain now and to roll back (the same `AdminCommands` as
-`/chatbot retrain` and `/chatbot rollback`)."""
+`/chatbot retrain` and `/chatbot rollback`); beside them, who switched adapters and the admin
+attempts that were refused (Slack, Teams, the console), for an admin to audit both."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from feedback.models import AdapterVersion, RetrainRun
 LOSS_CURVE = "loss_curve.png"
 MANIFEST = "manifest.json"
 RECENT_RUNS = 20
+RECENT_AUDIT = 20
 NO_ADMIN = "Retrain and rollback are not available in this bot process."
 
 
@@ -76,6 +78,8 @@ def _read(console_database: Any) -> dict[str, Any]:
         possible, target = queries.rollback_target(session)
         runs = queries.recent_runs(session, limit=RECENT_RUNS)
         pending = queries.pending_run(session)
+        changes = queries.adapter_history(session, limit=RECENT_AUDIT)
+        refusals = queries.recent_refusals(session, limit=RECENT_AUDIT)
     by_name = {a.name: a for a in adapters}
     versions = [
         VersionView(a, _figures(_manifest_figures(a)), _curve(a), possible and a.name == target)
@@ -96,6 +100,8 @@ def _read(console_database: Any) -> dict[str, Any]:
         "pending": pending,
         "can_roll_back": possible,
         "rollback_to": target,
+        "changes": changes,
+        "refusals": refusals,
     }
 
 

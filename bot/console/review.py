@@ -1,9 +1,10 @@
 """The review queue in the browser: the same `ReviewDesk` as Slack's cards and `chatbot review`.
 
-The signed-in admin decides as the name they gave at login; holding the admin token makes them a
-reviewer. After a decision the people it concerns are told as `chatbot review` tells them (the Slack
-card updated, the author sent a note in Slack or Teams: `ConsoleDeps.on_decided`), then the page
-reloads (POST, then redirect) with a notice, and a warning when someone could not be told.
+The signed-in reviewer decides as the identity their token gives (`console:NAME`); signing in makes
+them a reviewer, and k-of-n review counts distinct identities, so one token approves once. After a
+decision the people it concerns are told as `chatbot review` tells them (the Slack card updated,
+the author sent a note in Slack or Teams: `ConsoleDeps.on_decided`), then the page reloads (POST,
+then redirect) with a notice, and a warning when someone could not be told.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.console.core import admin_action, admin_name, admin_page, console_of
+from bot.console.core import admin_action, admin_name, admin_page, bad_form, console_of, read_form
 from bot.curation import Outcome
 from bot.errors import BotError
-from feedback.errors import FeedbackError
+from feedback import ids
+from feedback.errors import FeedbackError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
     desk = console.reviewer_desk(name)
     if desk is None:
         return console.render(request, "message.html", status=503, title="Review", message=NO_REVIEW)
-    correction_id = int(request.match_info["id"])
+    correction_id = ids.parse(request.match_info["id"])
+    if correction_id is None:  # out of any id column's range: no such correction
+        return await _page(
+            request, error=f"There is no correction #{request.match_info['id'][:20]}.", status=404
+        )
     decision = request.match_info["decision"]
-    form = await request.post()
+    form = await read_form(request)
+    if form is None:
+        return bad_form(request)
     text = str(form.get("text", "")).strip()
     reason = str(form.get("reason", "")).strip()
     if decision == "edit" and not text:
@@ -97,7 +105,9 @@ async def decide(request: web.Request) -> web.StreamResponse:
     )
     try:
         outcome: Outcome = await asyncio.to_thread(decide_it)
-    except FeedbackError as exc:  # decided meanwhile, a second vote, an unknown id: said for people
+    except NotFound as exc:
+        return await _page(request, error=str(exc), status=404)
+    except FeedbackError as exc:  # decided meanwhile, a second vote: said for people
         log.info("console review of correction %s by %s refused: %s", correction_id, name, exc)
         return await _page(request, error=str(exc), status=409)
     except BotError as exc:

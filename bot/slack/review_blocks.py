@@ -92,18 +92,23 @@ def _source_line(number: int, source: dict[str, Any]) -> str:
     return f"{number}. {title} · _{escape(str(source.get('source', '')))}_"
 
 
+def _reviewer(reviewer: str) -> str:
+    """A Slack user as a mention; a console reviewer (`console:NAME`) by name: not a Slack user."""
+    return escape(reviewer) if reviewer.startswith("console:") else f"<@{reviewer}>"
+
+
 def _status_line(case: ReviewCase, approvals_required: int) -> str:
     correction = case.correction
     if correction.status == "approved":
-        who = ", ".join(f"<@{r}>" for r in case.approvals)
+        who = ", ".join(_reviewer(r) for r in case.approvals)
         return f":white_check_mark: *Approved* by {who}" if who else ":white_check_mark: *Approved*"
     if correction.status == "rejected":
         rejection = next((r for r in case.reviews if r.decision == "reject"), None)
         if rejection is None:
             return ":x: *Rejected*"
         reason = f": {_cut(rejection.reason, 500)}" if rejection.reason else ""
-        return f":x: *Rejected* by <@{rejection.reviewer}>{reason}"
-    who = "".join(f" <@{r}>" for r in case.approvals)
+        return f":x: *Rejected* by {_reviewer(rejection.reviewer)}{reason}"
+    who = "".join(f" {_reviewer(r)}" for r in case.approvals)
     votes = f"{len(case.approvals)} of {approvals_required} approvals"
     return f":hourglass_flowing_sand: Waiting for review: {votes}{who}"
 

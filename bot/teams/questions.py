@@ -54,7 +54,9 @@ def _admin_for(deps: TeamsDeps, activity: Activity) -> tuple[Admin | None, str |
 async def _run_admin(deps: TeamsDeps, later: replies.Later, admin: Admin, user_id: str, text: str) -> None:
     async def work(replier: Replier) -> None:
         try:
-            reply = await admin.handle(user_id, text)
+            reply = await admin.handle(
+                user_id, text, platform="teams", channel=later.reference.conversation.id
+            )
             message = cards.with_image(reply.text, reply.image)
         except Exception:
             log.exception("admin command %r by %s failed", text, user_id)

@@ -50,7 +50,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(text=NO_ADMIN, response_type="ephemeral")
             return
         if not admin.is_admin(user):
-            reply = await admin.handle(user, text)  # refuses, and logs the attempt
+            reply = await admin.handle(user, text, platform="slack", channel=command.get("channel_id", ""))
             await ack(text=reply.text, response_type="ephemeral")
             return
         await ack(text=WORKING.format(command=asked), response_type="ephemeral")
