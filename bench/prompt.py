@@ -57,7 +57,9 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="catalog name or model directory (default: BASE_MODEL's default)")
+    parser.add_argument(
+        "--model", default="", help="catalog name or model directory (default: BASE_MODEL's default)"
+    )
     parser.add_argument("--url", default="", help="a running model server serving that model as 'base'")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--train", type=int, default=30, help="train questions besides validation")
@@ -70,7 +72,11 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "prompt",
         "machine": describe(),
-        "settings": {"model": model_dir.name, "questions": len(questions), "uncovered": len(UNCOVERED_TUNING)},
+        "settings": {
+            "model": model_dir.name,
+            "questions": len(questions),
+            "uncovered": len(UNCOVERED_TUNING),
+        },
         "variants": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +91,7 @@ def main() -> None:
                     model_name=lambda: "base",
                     count_tokens=count,
                     style=PromptStyle(company="Larkspur Systems", system=VARIANTS[name]),
+                    answer_timeout=900,
                 )
                 result = asyncio.run(measure(pipeline, questions, uncovered=UNCOVERED_TUNING))
                 report["variants"][name] = {"system": VARIANTS[name], **result}

