@@ -84,9 +84,11 @@ class ConnectorServer:
         self._ids = itertools.count(1_718_100_000_000)
         self._server: TestServer | None = None
         app = web.Application()
-        app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
-        app.router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._send)
-        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._send)
+        # Any characters but "/" (aiohttp's default leaves out braces), as the real Connector takes.
+        conversation, activity = "{conversation:[^/]+}", "{activity:[^/]+}"
+        app.router.add_post(f"/v3/conversations/{conversation}/activities", self._send)
+        app.router.add_post(f"/v3/conversations/{conversation}/activities/{activity}", self._send)
+        app.router.add_put(f"/v3/conversations/{conversation}/activities/{activity}", self._send)
         self.app = app
 
     async def __aenter__(self) -> ConnectorServer:

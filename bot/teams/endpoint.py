@@ -20,6 +20,7 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
 
+from bot.teams import translate
 from bot.teams.bot import TeamsBot, on_turn_error
 from bot.teams.deps import TeamsDeps
 
@@ -55,9 +56,9 @@ class TeamsEndpoint:
         try:
             body = await request.json()
             activity = Activity().deserialize(body) if isinstance(body, dict) else None
-        except (ValueError, DeserializationError):
+        except (ValueError, RecursionError, DeserializationError):
             activity = None
-        if activity is None or not activity.type:
+        if activity is None or not activity.type or not translate.addressable(activity):
             return _problem(400, "The body is not a Bot Framework activity.")
 
         header = request.headers.get("Authorization") or None
