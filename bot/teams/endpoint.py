@@ -1,7 +1,8 @@
 """`POST /api/messages`: Bot Framework activities in, through a real botbuilder `CloudAdapter`.
 
-With an app id the request's JWT is validated (Bot Framework's keys, the app id as audience); with
-none, authentication is off, as the Bot Framework Emulator expects. The request is authenticated
+With an app id the request's JWT is validated (Bot Framework's keys, fetched off the event loop by
+`signing_keys`; the app id as audience); with none, authentication is off, as the Bot Framework
+Emulator expects. The request is authenticated
 here and handed to `adapter.process_activity`, and the invoke response written here too, rather than
 through `CloudAdapter.process`: that one sends an empty Authorization header on (which fails even with
 authentication off) and answers 500 to an invoke response whose body is a plain dict, such as the
@@ -18,16 +19,25 @@ from aiohttp import web
 from botbuilder.core import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity
+from botframework.connector.auth import ServiceClientCredentialsFactory
 from msrest.exceptions import DeserializationError
 
-from bot.teams import translate
+from bot.teams import signing_keys, translate
 from bot.teams.bot import TeamsBot, on_turn_error
 from bot.teams.deps import TeamsDeps
 
 log = logging.getLogger(__name__)
 
 
-def build_adapter(*, app_id: str = "", app_password: str = "", tenant_id: str = "") -> CloudAdapter:
+def build_adapter(
+    *,
+    app_id: str = "",
+    app_password: str = "",
+    tenant_id: str = "",
+    credentials_factory: ServiceClientCredentialsFactory | None = None,
+) -> CloudAdapter:
+    """`credentials_factory`: where the bot's own tokens for the Bot Connector come from; by default
+    Microsoft's token service, for the app id and password."""
     # The attribute names botbuilder's configuration reader looks for.
     config = SimpleNamespace(
         APP_ID=app_id,
@@ -35,16 +45,30 @@ def build_adapter(*, app_id: str = "", app_password: str = "", tenant_id: str = 
         APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
         APP_TENANTID=tenant_id,
     )
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
+    auth = ConfigurationBotFrameworkAuthentication(config, credentials_factory=credentials_factory)
+    adapter = CloudAdapter(auth)
     adapter.on_turn_error = on_turn_error
     return adapter
 
 
 class TeamsEndpoint:
-    def __init__(self, deps: TeamsDeps, *, app_password: str = "", tenant_id: str = "") -> None:
+    def __init__(
+        self,
+        deps: TeamsDeps,
+        *,
+        app_password: str = "",
+        tenant_id: str = "",
+        credentials_factory: ServiceClientCredentialsFactory | None = None,
+    ) -> None:
+        signing_keys.install()
         self.deps = deps
         self.bot = TeamsBot(deps)
-        self.adapter = build_adapter(app_id=deps.app_id, app_password=app_password, tenant_id=tenant_id)
+        self.adapter = build_adapter(
+            app_id=deps.app_id,
+            app_password=app_password,
+            tenant_id=tenant_id,
+            credentials_factory=credentials_factory,
+        )
 
     @property
     def authenticated(self) -> bool:
@@ -64,14 +88,14 @@ class TeamsEndpoint:
         header = request.headers.get("Authorization") or None
         try:
             auth = await self.adapter.bot_framework_authentication.authenticate_request(activity, header)
+        except signing_keys.UnverifiableToken as exc:
+            log.warning("refused an activity whose token could not be verified: %s", exc)
+            return _problem(401, "Unauthorized.")
         except PermissionError as exc:
             log.warning("refused an unauthenticated activity on /api/messages: %s", exc)
             return _problem(401, "Unauthorized.")
-        except OSError:  # Microsoft's signing keys could not be fetched (requests' errors are OSErrors)
-            log.exception("could not check the Authorization header of an activity")
-            return _problem(503, "The request could not be authenticated right now.")
         except Exception as exc:  # botbuilder trips over malformed tokens (KeyError and the like)
-            log.warning("refused an activity with a malformed token: %r", exc)
+            log.warning("refused an activity whose token is bad: %s", repr(exc)[:200])
             return _problem(401, "Unauthorized.")
 
         try:
