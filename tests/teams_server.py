@@ -11,7 +11,7 @@ botbuilder `CloudAdapter`) on a random port, with the fake retriever and model s
 `slack_server` and a real SQLite store; `TeamsBot.send` POSTs an activity to `/api/messages`. By
 default the bot runs as with the Emulator (no app id); `authenticated=True` runs it with an app id,
 botbuilder checking tokens against `bot_framework_auth.KeyServer` and `send` signing each activity
-as the Bot Framework service would.
+as the Bot Framework service would (the connector on 127.0.0.1 is then allowed as a reply target).
 """
 
 from __future__ import annotations
@@ -404,10 +404,16 @@ async def running_teams_bot(
     database: Database | None = None,
     authenticated: bool = False,
     keys: KeyServer | None = None,
+    reply_to_loopback: bool | None = None,
+    allow_unauthenticated: bool = False,
+    peer: str | None = None,
 ) -> AsyncIterator[TeamsBot]:
     """`admin_ids`: run the real admin commands for these users (or hand in `admin`). `database`: a
     migrated store to use (the `database` fixture's); by default a new SQLite file. `authenticated`:
-    see the module's docstring; `keys`: authenticated, against this (running) key server."""
+    see the module's docstring; `keys`: authenticated, against this (running) key server.
+    `reply_to_loopback`: authenticated, True unless told (the connector is on 127.0.0.1). `peer`: the
+    address requests seem to come from (as a middleware that reads a trusted proxy's headers would
+    set it); by default this machine's."""
     model = model or FakeModel()
     own_database = database is None
     database = database or migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
@@ -425,9 +431,13 @@ async def running_teams_bot(
             endpoint = TeamsEndpoint(
                 deps,
                 app_password=app_password,
+                allow_unauthenticated=allow_unauthenticated,
+                reply_to_loopback=True if authenticated and reply_to_loopback is None else reply_to_loopback,
                 credentials_factory=ConnectorTokens(app_id, app_password) if authenticated else None,
             )
             app = build_app(teams=endpoint, inflight=deps.inflight)
+            if peer is not None:
+                app.middlewares.append(_seen_from(peer))
             async with (
                 serving(app) as url,
                 httpx.AsyncClient(base_url=url, timeout=30) as http,
@@ -438,3 +448,11 @@ async def running_teams_bot(
             await deps.pipeline.client.aclose()
     if own_database:
         database.dispose()
+
+
+def _seen_from(peer: str) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request.clone(remote=peer))
+
+    return middleware

@@ -2,7 +2,9 @@
 
 With an app id the request's JWT is validated (Bot Framework's keys, fetched off the event loop by
 `signing_keys`; the app id as audience); with none, authentication is off, as the Bot Framework
-Emulator expects. The request is authenticated
+Emulator expects, and only this machine may post unless the operator opened it (`access`). Either
+way an activity whose `serviceUrl` is not a place the bot may reply to is refused before anything
+is sent. The request is authenticated
 here and handed to `adapter.process_activity`, and the invoke response written here too, rather than
 through `CloudAdapter.process`: that one sends an empty Authorization header on (which fails even with
 authentication off) and answers 500 to an invoke response whose body is a plain dict, such as the
@@ -22,11 +24,17 @@ from botbuilder.schema import Activity
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from msrest.exceptions import DeserializationError
 
-from bot.teams import signing_keys, translate
+from bot.teams import access, signing_keys, translate
 from bot.teams.bot import TeamsBot, on_turn_error
 from bot.teams.deps import TeamsDeps
 
 log = logging.getLogger(__name__)
+
+EMULATOR_ONLY = (
+    "Without MICROSOFT_APP_ID, /api/messages answers only the Bot Framework Emulator on the bot's own "
+    "machine (docs/teams.md)."
+)
+BAD_SERVICE_URL = "The activity's serviceUrl is not a Bot Framework service, so the bot will not reply there."
 
 
 def build_adapter(
@@ -52,12 +60,18 @@ def build_adapter(
 
 
 class TeamsEndpoint:
+    """`allow_unauthenticated`: without an app id, take activities from anywhere, not only from this
+    machine. `reply_to_loopback`: whether replies may go to a `serviceUrl` on this machine; by default
+    only without an app id (the Emulator listens there)."""
+
     def __init__(
         self,
         deps: TeamsDeps,
         *,
         app_password: str = "",
         tenant_id: str = "",
+        allow_unauthenticated: bool = False,
+        reply_to_loopback: bool | None = None,
         credentials_factory: ServiceClientCredentialsFactory | None = None,
     ) -> None:
         signing_keys.install()
@@ -69,12 +83,17 @@ class TeamsEndpoint:
             tenant_id=tenant_id,
             credentials_factory=credentials_factory,
         )
+        self.allow_unauthenticated = allow_unauthenticated
+        self.reply_to_loopback = not self.authenticated if reply_to_loopback is None else reply_to_loopback
 
     @property
     def authenticated(self) -> bool:
         return bool(self.deps.app_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not (self.authenticated or self.allow_unauthenticated or _from_this_machine(request)):
+            log.warning("refused an unauthenticated activity from %s (Emulator mode)", request.remote)
+            return _problem(403, EMULATOR_ONLY)
         if request.content_type != "application/json":
             return _problem(415, "Bot Framework activities are JSON (Content-Type: application/json).")
         try:
@@ -97,6 +116,9 @@ class TeamsEndpoint:
         except Exception as exc:  # botbuilder trips over malformed tokens (KeyError and the like)
             log.warning("refused an activity whose token is bad: %s", repr(exc)[:200])
             return _problem(401, "Unauthorized.")
+        if not access.reply_target_allowed(activity.service_url, loopback=self.reply_to_loopback):
+            log.warning("refused a %s activity whose serviceUrl is not a Bot Framework host", activity.type)
+            return _problem(403, BAD_SERVICE_URL)
 
         try:
             response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
@@ -110,6 +132,10 @@ class TeamsEndpoint:
             return web.Response(status=status)
         body = response.body if isinstance(response.body, dict | list) else serializer_helper(response.body)
         return web.json_response(body, status=status, dumps=json.dumps)
+
+
+def _from_this_machine(request: web.Request) -> bool:
+    return access.is_loopback(request.remote) and not access.forwarded(request.headers)
 
 
 def _problem(status: int, message: str) -> web.Response:
