@@ -60,8 +60,16 @@ def teams_line(settings: Settings) -> str:
             "(Azure Bot Service sends messages to https://YOUR-HOST/api/messages)"
         )
     missing = "set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD to connect"
+    if settings.environment == "development" and settings.teams_allow_unauthenticated:
+        return (
+            f"{missing} ({TEAMS_DOCS}); until then /api/messages takes unauthenticated activities from "
+            "ANY address (TEAMS_ALLOW_UNAUTHENTICATED); admin commands are off"
+        )
     if settings.environment == "development":
-        return f"{missing} ({TEAMS_DOCS}); until then /api/messages is open to the Bot Framework Emulator"
+        return (
+            f"{missing} ({TEAMS_DOCS}); until then /api/messages answers only the Bot Framework "
+            "Emulator on this machine"
+        )
     return f"{missing} ({TEAMS_DOCS})"
 
 

@@ -233,7 +233,8 @@ async def application(settings: Settings) -> web.Application:
 
 def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint | None:
     """Teams with MICROSOFT_APP_ID set (requests authenticated); without it, only in development,
-    where the Bot Framework Emulator talks to it unauthenticated."""
+    where the Bot Framework Emulator on this machine talks to it unauthenticated (from anywhere with
+    TEAMS_ALLOW_UNAUTHENTICATED)."""
     app_id = settings.microsoft_app_id
     password = settings.microsoft_app_password.get_secret_value()
     if app_id and not password:
@@ -244,8 +245,16 @@ def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint 
     if not app_id and settings.environment != "development":
         log.warning("MICROSOFT_APP_ID is not set: Teams is off")
         return None
-    if not app_id:
-        log.warning("MICROSOFT_APP_ID is not set: /api/messages is open without authentication (Emulator)")
+    if not app_id and settings.teams_allow_unauthenticated:
+        log.warning(
+            "MICROSOFT_APP_ID is not set and TEAMS_ALLOW_UNAUTHENTICATED is on: /api/messages takes "
+            "unauthenticated activities from anyone who reaches this port (admin commands stay off)"
+        )
+    elif not app_id:
+        log.warning(
+            "MICROSOFT_APP_ID is not set: /api/messages takes unauthenticated activities from this "
+            "machine only (the Bot Framework Emulator)"
+        )
     teams_deps = TeamsDeps(
         pipeline=deps.pipeline,
         records=Records(database, platform="teams"),
@@ -254,7 +263,12 @@ def _teams(settings: Settings, deps: Deps, database: Database) -> TeamsEndpoint 
         inflight=deps.inflight,
         answering=deps.answering,
     )
-    return TeamsEndpoint(teams_deps, app_password=password, tenant_id=settings.microsoft_app_tenant_id)
+    return TeamsEndpoint(
+        teams_deps,
+        app_password=password,
+        tenant_id=settings.microsoft_app_tenant_id,
+        allow_unauthenticated=settings.teams_allow_unauthenticated,
+    )
 
 
 def _review_cards(slack: AsyncApp, deps: Deps, every: float = REVIEW_CARDS_SECONDS) -> CleanupContext:

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     microsoft_app_id: str = Field("", description="Bot Framework app id; empty turns auth off.")
     microsoft_app_password: SecretStr = Field(SecretStr(""), description="Bot Framework app password.")
     microsoft_app_tenant_id: str = Field("", description="Tenant id for single-tenant Teams bots.")
+    teams_allow_unauthenticated: bool = Field(
+        False,
+        description="Without MICROSOFT_APP_ID, accept Teams activities from any address, not only the "
+        "Emulator on this machine: anyone who reaches PORT can then post as anyone (admin commands stay "
+        "off).",
+    )
 
     admin_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated user ids allowed to run admin commands."

@@ -8,12 +8,16 @@ this server's URL as their `serviceUrl`, so the bot's replies land here.
 
 `running_teams_bot` serves the real bot (`bot.server.build_app` around `TeamsEndpoint`, a real
 botbuilder `CloudAdapter`) on a random port, with the fake retriever and model server of
-`slack_server` and a real SQLite store; `TeamsBot.send` POSTs an activity to `/api/messages`.
+`slack_server` and a real SQLite store; `TeamsBot.send` POSTs an activity to `/api/messages`. By
+default the bot runs as with the Emulator (no app id); `authenticated=True` runs it with an app id,
+botbuilder checking tokens against `bot_framework_auth.KeyServer` and `send` signing each activity
+as the Bot Framework service would (the connector on 127.0.0.1 is then allowed as a reply target).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -26,6 +30,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from bot_framework_auth import ConnectorTokens, KeyServer, point_botbuilder_at
 from botbuilder.integration.aiohttp import CloudAdapter
 from slack_server import FakeModel, FakePassage, make_deps, migrated_database, serving
 
@@ -37,6 +42,7 @@ from bot.teams.deps import Admin
 from feedback.db import Database
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+APP_ID = "c9e1b3a0-5a6d-4c8e-9f3b-1d2e3f4a5b6c"
 BOT_ID = "28:c9e1b3a0-5a6d-4c8e-9f3b-1d2e3f4a5b6c"
 BOT_NAME = "Chatbot"
 PERSONAL = "a:1qHx7dW0ZsKpXyGVmZtQq3fO8mJv2rB5nE9cL4aT6uI0wS1kD7hY2gF3jR8pM5bN0vC6xZ4-personal"
@@ -84,9 +90,11 @@ class ConnectorServer:
         self._ids = itertools.count(1_718_100_000_000)
         self._server: TestServer | None = None
         app = web.Application()
-        app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
-        app.router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._send)
-        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._send)
+        # Any characters but "/" (aiohttp's default leaves out braces), as the real Connector takes.
+        conversation, activity = "{conversation:[^/]+}", "{activity:[^/]+}"
+        app.router.add_post(f"/v3/conversations/{conversation}/activities", self._send)
+        app.router.add_post(f"/v3/conversations/{conversation}/activities/{activity}", self._send)
+        app.router.add_put(f"/v3/conversations/{conversation}/activities/{activity}", self._send)
         self.app = app
 
     async def __aenter__(self) -> ConnectorServer:
@@ -335,12 +343,17 @@ class TeamsBot:
     deps: TeamsDeps
     http: httpx.AsyncClient = field(repr=False)
     adapter: CloudAdapter = field(repr=False)  # the endpoint's, for proactive turns a test starts
+    keys: KeyServer | None = field(default=None, repr=False)  # authenticated: Microsoft's keys
 
     @property
     def service_url(self) -> str:
         return self.connector.url
 
     async def send(self, activity: Payload, headers: dict[str, str] | None = None) -> httpx.Response:
+        """Authenticated, an activity sent without `headers` carries a valid token."""
+        if headers is None and self.keys is not None:
+            token = self.keys.token(app_id=self.deps.app_id, service_url=str(activity.get("serviceUrl")))
+            headers = {"Authorization": f"Bearer {token}"}
         return await self.http.post("/api/messages", json=activity, headers=headers or {})
 
     async def settled(self, timeout: float = 10.0) -> None:
@@ -389,24 +402,57 @@ async def running_teams_bot(
     app_id: str = "",
     app_password: str = "",
     database: Database | None = None,
+    authenticated: bool = False,
+    keys: KeyServer | None = None,
+    reply_to_loopback: bool | None = None,
+    allow_unauthenticated: bool = False,
+    peer: str | None = None,
 ) -> AsyncIterator[TeamsBot]:
     """`admin_ids`: run the real admin commands for these users (or hand in `admin`). `database`: a
-    migrated store to use (the `database` fixture's); by default a new SQLite file."""
+    migrated store to use (the `database` fixture's); by default a new SQLite file. `authenticated`:
+    see the module's docstring; `keys`: authenticated, against this (running) key server.
+    `reply_to_loopback`: authenticated, True unless told (the connector is on 127.0.0.1). `peer`: the
+    address requests seem to come from (as a middleware that reads a trusted proxy's headers would
+    set it); by default this machine's."""
     model = model or FakeModel()
     own_database = database is None
     database = database or migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
     if admin_ids is not None:
         admin = AdminCommands(database, admins=admin_ids)
-    async with ConnectorServer() as connector:
-        deps = teams_deps(database, model, admin=admin, app_id=app_id)
-        endpoint = TeamsEndpoint(deps, app_password=app_password)
-        async with (
-            serving(build_app(teams=endpoint, inflight=deps.inflight)) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-        ):
-            bot = TeamsBot(url, connector, database, model, deps, http, endpoint.adapter)
-            yield bot
-            await bot.settled()
-        await deps.pipeline.client.aclose()
+    with contextlib.ExitStack() as stack:
+        if authenticated and keys is None:
+            keys = stack.enter_context(KeyServer())
+        if keys is not None:
+            authenticated = True
+            stack.enter_context(point_botbuilder_at(keys))
+            app_id, app_password = app_id or APP_ID, app_password or "s3cret-value"
+        async with ConnectorServer() as connector:
+            deps = teams_deps(database, model, admin=admin, app_id=app_id)
+            endpoint = TeamsEndpoint(
+                deps,
+                app_password=app_password,
+                allow_unauthenticated=allow_unauthenticated,
+                reply_to_loopback=True if authenticated and reply_to_loopback is None else reply_to_loopback,
+                credentials_factory=ConnectorTokens(app_id, app_password) if authenticated else None,
+            )
+            app = build_app(teams=endpoint, inflight=deps.inflight)
+            if peer is not None:
+                app.middlewares.append(_seen_from(peer))
+            async with (
+                serving(app) as url,
+                httpx.AsyncClient(base_url=url, timeout=30) as http,
+            ):
+                bot = TeamsBot(url, connector, database, model, deps, http, endpoint.adapter, keys)
+                yield bot
+                await bot.settled()
+            await deps.pipeline.client.aclose()
     if own_database:
         database.dispose()
+
+
+def _seen_from(peer: str) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request.clone(remote=peer))
+
+    return middleware

@@ -20,7 +20,17 @@ def test_nothing_configured_says_what_to_set_for_each() -> None:
     assert shown["Console"] == "http://localhost:3100/ (admin pages: set ADMIN_TOKEN to sign in)"
     assert shown["Slack"].startswith("set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to connect (docs/slack.md")
     assert shown["Teams"].startswith("set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD to connect")
-    assert "Bot Framework Emulator" in shown["Teams"]  # development: /api/messages is open meanwhile
+    # development: meanwhile /api/messages takes the Emulator on this machine, and nothing else
+    assert shown["Teams"].endswith("answers only the Bot Framework Emulator on this machine")
+    assert "open" not in shown["Teams"]
+
+
+def test_teams_opened_without_authentication_says_so_loudly() -> None:
+    shown = lines(teams_allow_unauthenticated=True)
+    assert "unauthenticated activities from ANY address (TEAMS_ALLOW_UNAUTHENTICATED)" in shown["Teams"]
+    assert shown["Teams"].endswith("admin commands are off")
+    production = lines(teams_allow_unauthenticated=True, environment="production")
+    assert production["Teams"] == "set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD to connect (docs/teams.md)"
 
 
 def test_connected_slack_in_each_mode_and_teams() -> None:

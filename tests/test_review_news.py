@@ -197,6 +197,29 @@ async def test_a_teams_author_hears_of_a_console_approval_in_their_chat(
         assert note.activity["recipient"]["id"] == kept.author_conversation["user"]["id"]
 
 
+async def test_a_stored_chat_whose_service_url_is_not_bot_framework_is_never_sent_to(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reference stored before replies were restricted may name any address: it is not used."""
+    async with running_teams_bot(tmp_path, database=database) as teams:
+        correction_id, _ = await suggest_in_teams(teams)
+        with database.writer() as s:
+            kept = s.get(Correction, correction_id)
+            assert kept is not None and kept.author_conversation is not None
+            kept.author_conversation = kept.author_conversation | {"serviceUrl": "https://attacker.example/"}
+            s.add(kept)
+            s.commit()
+        before = len(teams.connector.received)
+        told = teams_news(teams.adapter, app_id="")
+        async with running_console(database, tmp_path, on_decided=told) as c:
+            page = await decide_in_console(c, correction_id, "approve")
+        assert f"Correction #{correction_id} approved." in page
+        await asyncio.sleep(0.3)  # the author is told after the page is answered
+        assert teams.connector.received[before:] == []
+        assert "not a Bot Framework serviceUrl" in caplog.text
+        assert status(database, correction_id) == "approved"
+
+
 async def test_a_console_approval_that_waits_for_more_reviewers_tells_the_teams_author_nothing(
     database: Database, tmp_path: Path
 ) -> None:

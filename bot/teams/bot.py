@@ -27,21 +27,30 @@ class TeamsBot:
             else:
                 await questions.on_message(context, deps)
         elif activity.type == ActivityTypes.invoke:
-            if activity.name == translate.FEEDBACK_INVOKE:
-                await feedback.on_submit_action(context, deps)
-            elif activity.name == translate.CARD_INVOKE and translate.is_correction(activity):
-                await corrections.on_execute(context, deps)
-            # Any other invoke is answered 501 by the adapter: this bot does not implement it.
+            await self._invoke(context)
         elif activity.type == ActivityTypes.message_reaction:
             await feedback.on_reaction(context, deps)
         elif activity.type == ActivityTypes.conversation_update:
             await self._greet(context)
 
+    async def _invoke(self, context: TurnContext) -> None:
+        activity, deps = context.activity, self.deps
+        try:
+            if activity.name == translate.FEEDBACK_INVOKE:
+                await feedback.on_submit_action(context, deps)
+            elif activity.name == translate.CARD_INVOKE and translate.is_correction(activity):
+                await corrections.on_execute(context, deps)
+            # Any other invoke is answered 501 by the adapter: this bot does not implement it.
+        except translate.Malformed as exc:  # raised before anything is stored
+            log.warning("refused a %s invoke: %s", activity.name, exc)
+            body = cards.card_error(cards.BAD_SUBMISSION) if activity.name == translate.CARD_INVOKE else {}
+            await replies.invoke_response(context, body, status=400)
+
     async def _greet(self, context: TurnContext) -> None:
         """Say hello when someone installs the bot for a personal chat."""
         activity = context.activity
         bot_id = getattr(activity.recipient, "id", None)
-        added = [m.id for m in activity.members_added or []]
+        added = [getattr(m, "id", None) for m in activity.members_added or []]
         if bot_id in added and not translate.is_group(activity):
             await replies.now(context).send(cards.notice(cards.GREETING))
 

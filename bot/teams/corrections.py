@@ -32,7 +32,11 @@ async def on_submit(context: TurnContext, deps: TeamsDeps) -> None:
 async def store(context: TurnContext, deps: TeamsDeps) -> str | None:
     """Store the submitted correction; what is wrong with it, or None once it is stored (or was,
     by an earlier delivery of the same activity)."""
-    submission = translate.to_correction(context.activity)
+    try:
+        submission = translate.to_correction(context.activity)
+    except translate.Malformed as exc:
+        log.warning("refused a correction: %s", exc)
+        return cards.BAD_SUBMISSION
     if submission is None:
         return cards.MISSING_ANSWER
     problem = await check(deps, submission)

@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 
 
 async def on_submit_action(context: TurnContext, deps: TeamsDeps) -> None:
+    """`translate.Malformed` for a value Teams would not send, before anything is stored."""
+    votes = translate.to_feedback(context.activity)
     async with deps.inflight.track():
         if await deps.records.claim(translate.delivery_key(context.activity)):
-            for feedback in translate.to_feedback(context.activity):
+            for feedback in votes:
                 await record(deps, feedback, replies.reference_of(context.activity))
         await replies.invoke_response(context, {})
 

@@ -1,6 +1,7 @@
 """Questions: a personal message, or a message that @mentions the bot in a channel or group chat.
 The request is answered at once (after the delivery is claimed and "typing…" shown); the answer
-follows as a reply once the pipeline has it. Admin commands arrive the same way."""
+follows as a reply once the pipeline has it. Admin commands arrive the same way, and run only for a
+request that carried a valid Bot Framework token."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from botbuilder.schema import Activity
 
 from bot.errors import BotError
 from bot.pipeline import Answer, Question
-from bot.teams import cards, replies, translate
+from bot.teams import access, cards, replies, translate
 from bot.teams.deps import Admin, TeamsDeps
 from bot.teams.replies import Replier
 
@@ -31,11 +32,17 @@ async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
 
     admin, admin_id = _admin_for(deps, activity)
     text = question.text
-    if admin is not None and translate.admin_command(text) is not None:
+    # Without a verified token anyone could claim an admin's id: such a request never runs a command.
+    authenticated = access.channel_authenticated(context)
+    command = translate.admin_command(text) if admin is not None else None
+    if command is not None and not authenticated:
+        log.warning("admin command %s refused: the request was not authenticated (Emulator mode)", command)
+        await replies.now(context).send(cards.notice(cards.ADMIN_NEEDS_AUTH))
+    elif admin is not None and command is not None:
         # Sent on for anyone: the admin handler refuses non-admins itself, and logs who tried.
         deps.spawn(_run_admin(deps, later, admin, admin_id or question.user_id, text))
     elif text.lower() == "help":
-        if admin is not None and admin_id is not None:
+        if admin is not None and admin_id is not None and authenticated:
             deps.spawn(_run_admin(deps, later, admin, admin_id, text))
         else:
             await replies.now(context).send(cards.notice(cards.USAGE))

@@ -17,7 +17,7 @@ from msrest.exceptions import HttpOperationError
 
 from bot import review_notes
 from bot.curation import Outcome
-from bot.teams import cards, replies
+from bot.teams import access, cards, replies
 
 log = logging.getLogger(__name__)
 PLATFORM = "teams"
@@ -52,6 +52,13 @@ async def tell_teams(adapter: CloudAdapterBase, outcome: Outcome, *, app_id: str
     correction = outcome.case.correction
     assert correction.author_conversation is not None
     reference = replies.reference_from(correction.author_conversation)
+    # A reference stored before replies were restricted may name any address: send only where a
+    # reply to a new activity could go.
+    if not access.reply_target_allowed(reference.service_url, loopback=not app_id):
+        log.warning(
+            "the Teams author of correction %s was not told: not a Bot Framework serviceUrl", correction.id
+        )
+        return "its chat's serviceUrl is not a Bot Framework service"
     failures: list[Exception] = []
 
     async def turn(context: TurnContext) -> None:

@@ -9,6 +9,9 @@ no I/O, no clock.
   Action.Submit fallback (a message with a `value`), becomes a `CorrectionSubmission`;
 - `admin_command(text)`: whether a message is one of the admin commands.
 
+A feedback or correction activity whose `value` is not in the shape Teams sends raises `Malformed`
+(the handlers answer it with a 400); every other field is read defensively, whatever its type.
+
 The store's columns are 128 characters wide; Teams' conversation and user ids can be longer, so they
 pass through `fit`, which keeps short ids as they are and replaces long ones by a stable digest.
 """
@@ -33,6 +36,7 @@ ADMIN_COMMANDS = ("retrain", "status", "rollback", "adapters")
 # A longer message, or a question, that starts with "status" is a question for the documents.
 ADMIN_MAX_WORDS = 4
 ID_LIMIT = 128
+MAX_ANSWER_ID = 2**63 - 1  # the largest id a SQL BIGINT holds; a larger one names no answer
 
 _REACTIONS = {
     "like": 1,
@@ -44,6 +48,15 @@ _REACTIONS = {
 }
 _AT = re.compile(r"<at[^>]*>(.*?)</at>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
+_WIRE_ID = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII: ids travel in paths and headers
+
+
+class Malformed(ValueError):
+    """An activity's `value` is not what Teams sends for it (the message says which part)."""
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,15 @@ def user_id(activity: Any) -> str:
     return fit(ids[0]) if ids else ""
 
 
+def addressable(activity: Any) -> bool:
+    """Whether a reply could be addressed: a conversation id (and activity id, if any) that the Bot
+    Connector API can carry in its path, as every real Teams or Emulator id can."""
+    conversation_id = getattr(activity.conversation, "id", None)
+    if not isinstance(conversation_id, str) or not _WIRE_ID.fullmatch(conversation_id):
+        return False
+    return activity.id is None or (isinstance(activity.id, str) and bool(_WIRE_ID.fullmatch(activity.id)))
+
+
 def delivery_key(activity: Any) -> str:
     """What a delivery and Teams' retries of it share: the activity id, within its conversation."""
     raw = f"{getattr(activity.conversation, 'id', '')}|{activity.type}|{activity.id}"
@@ -120,9 +142,9 @@ def is_group(activity: Any) -> bool:
 def mentions_bot(activity: Any) -> bool:
     bot_id = getattr(activity.recipient, "id", None)
     for entity in activity.entities or []:
-        if entity.type != "mention":
+        if getattr(entity, "type", None) != "mention":
             continue
-        mentioned = (getattr(entity, "additional_properties", None) or {}).get("mentioned") or {}
+        mentioned = _mapping(_mapping(getattr(entity, "additional_properties", None)).get("mentioned"))
         if bot_id and mentioned.get("id") == bot_id:
             return True
     return False
@@ -131,14 +153,17 @@ def mentions_bot(activity: Any) -> bool:
 def plain_text(activity: Any) -> str:
     """The message as a person reads it, without the @mention of the bot. Other people's mentions
     stay, as "@Name"."""
-    bot_name = getattr(activity.recipient, "name", None)
+    bot_id, bot_name = getattr(activity.recipient, "id", None), getattr(activity.recipient, "name", None)
     bot_mentions = set()
     for entity in activity.entities or []:
-        props = getattr(entity, "additional_properties", None) or {}
-        if entity.type == "mention" and (props.get("mentioned") or {}).get("id") == activity.recipient.id:
+        props = _mapping(getattr(entity, "additional_properties", None))
+        if (
+            getattr(entity, "type", None) == "mention"
+            and _mapping(props.get("mentioned")).get("id") == bot_id
+        ):
             bot_mentions.add(_AT.sub(r"\1", str(props.get("text") or "")).strip())
     if bot_name:
-        bot_mentions.add(bot_name)
+        bot_mentions.add(str(bot_name))
 
     def mention(match: re.Match[str]) -> str:
         name = _TAG.sub("", match.group(1)).strip()
@@ -162,12 +187,11 @@ def tenant_of(activity: Any) -> str:
     """The Microsoft 365 tenant. (botbuilder's schema spells the field `tenantID`, Teams `tenantId`,
     so it is usually among the conversation's additional properties.)"""
     conversation = activity.conversation
-    extra = getattr(conversation, "additional_properties", None) or {}
-    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    extra = _mapping(getattr(conversation, "additional_properties", None))
     tenant = (
         getattr(conversation, "tenant_id", None)
         or extra.get("tenantId")
-        or (channel_data.get("tenant") or {}).get("id")
+        or _mapping(_mapping(activity.channel_data).get("tenant")).get("id")
     )
     return str(tenant or "")
 
@@ -219,15 +243,16 @@ def feedback_text(raw: object) -> str:
 
 
 def to_feedback(activity: Any) -> list[Feedback]:
-    """The votes in a feedback invoke or a reaction activity; empty when there are none."""
+    """The votes in a feedback invoke or a reaction activity; empty when there are none. `Malformed`
+    for a feedback invoke whose value is not Teams' `{"actionValue": {"reaction": ..., ...}}`."""
+    feedback_invoke = activity.type == "invoke" and activity.name == FEEDBACK_INVOKE
+    action = _feedback_action(activity) if feedback_invoke else {}
     who = user_id(activity)
     conversation, reply_to_id = conversation_key(activity), str(activity.reply_to_id or "")
     if not who or not reply_to_id:
         return []
-    if activity.type == "invoke" and activity.name == FEEDBACK_INVOKE:
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action = value.get("actionValue") or {}
-        vote = {"like": 1, "dislike": -1}.get(str(action.get("reaction", "")))
+    if feedback_invoke:
+        vote = {"like": 1, "dislike": -1}.get(action["reaction"])
         if vote is None:
             return []
         comment = feedback_text(action.get("feedback")) or None
@@ -236,27 +261,36 @@ def to_feedback(activity: Any) -> list[Feedback]:
         votes = []
         for withdrawn, reactions in ((False, activity.reactions_added), (True, activity.reactions_removed)):
             for reaction in reactions or []:
-                vote = reaction_value(str(reaction.type or ""))
+                vote = reaction_value(str(getattr(reaction, "type", None) or ""))
                 if vote is not None:
                     votes.append(Feedback(who, vote, "reaction", conversation, reply_to_id, withdrawn))
         return votes
     return []
 
 
+def _feedback_action(activity: Any) -> dict[str, Any]:
+    if not isinstance(activity.value, dict):
+        raise Malformed("a feedback invoke's value is not an object")
+    action = activity.value.get("actionValue")
+    if not isinstance(action, dict) or not isinstance(action.get("reaction"), str):
+        raise Malformed("a feedback invoke's actionValue is not an object with a reaction")
+    return action
+
+
 # --- corrections -----------------------------------------------------------------------------
 
 
 def _correction_data(activity: Any) -> dict[str, Any] | None:
-    value = activity.value if isinstance(activity.value, dict) else None
-    if value is None:
-        return None
+    """The form's data, if this is a correction; `Malformed` for a card action that is no object."""
+    value = activity.value
     if activity.type == "invoke" and activity.name == CARD_INVOKE:
-        action = value.get("action") or {}
+        action = value.get("action") if isinstance(value, dict) else None
+        if not isinstance(action, dict):
+            raise Malformed("an adaptiveCard/action invoke's value has no action object")
         if action.get("verb") != CORRECTION_VERB:
             return None
-        data = action.get("data")
-        return data if isinstance(data, dict) else {}
-    if activity.type == "message" and value.get("action") == CORRECTION_VERB:
+        return _mapping(action.get("data"))
+    if activity.type == "message" and isinstance(value, dict) and value.get("action") == CORRECTION_VERB:
         return value
     return None
 
@@ -265,13 +299,28 @@ def is_correction(activity: Any) -> bool:
     return _correction_data(activity) is not None
 
 
+def answer_id_of(raw: object) -> int | None:
+    """The answer id a card carries (a number, or its digits as a string), or None when `raw` cannot
+    be the id of an answer: not a whole number, not positive, or past what the store can hold."""
+    if isinstance(raw, bool):
+        return None
+    text = str(raw) if isinstance(raw, int | str) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_ANSWER_ID)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ANSWER_ID else None
+
+
 def to_correction(activity: Any) -> CorrectionSubmission | None:
+    """`Malformed` when the form's text is not text."""
     data = _correction_data(activity)
     if data is None:
         return None
-    raw_id = str(data.get("answer_id", ""))
+    text = data.get(CORRECTION_INPUT)
+    if text is not None and not isinstance(text, str):
+        raise Malformed("a correction's text is not a string")
     return CorrectionSubmission(
-        answer_id=int(raw_id) if raw_id.isdigit() else None,
+        answer_id=answer_id_of(data.get("answer_id")),
         user_id=user_id(activity),
-        text=str(data.get(CORRECTION_INPUT) or "").strip(),
+        text=(text or "").strip(),
     )
