@@ -49,6 +49,15 @@ def running_server(
 ) -> Iterator[str]:
     """Yield the base URL of a healthy server; stop it afterwards. `env` overrides the backend's
     environment (a benchmark trying vLLM's other settings)."""
+    with running_server_process(backend, model_dir, log_path, env, **spec_args) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_server_process(
+    backend: str, model_dir: Path, log_path: Path, env: dict[str, str] | None = None, **spec_args: object
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The same, yielding the server's process too (a benchmark reads its memory)."""
     spec = launch.ServerSpec(model_dir=model_dir, url=f"http://127.0.0.1:{free_port()}", **spec_args)  # type: ignore[arg-type]
     if backend == "vllm":
         python = vllm_python()
@@ -64,7 +73,7 @@ def running_server(
         )
         try:
             launch.wait_healthy(spec.url, process, timeout=300)
-            yield spec.url
+            yield spec.url, process
         except launch.LaunchError as exc:
             raise AssertionError(f"{exc}\n--- server log ---\n{log_path.read_text()[-4000:]}") from exc
         finally:
