@@ -23,7 +23,8 @@ from feedback import queries, store
 from feedback.db import Database
 from feedback.models import utcnow
 from model_server.client import ModelClient
-from model_server.prepare import prepare_base_model
+from model_server import launch
+from model_server.prepare import model_dir_for, prepare_base_model
 from retrain import promote
 from retrain.gate import GateConfig, question_key
 from retrain.job import JobConfig, RetrainOutcome, run_retrain
@@ -56,6 +57,7 @@ def train_config(settings: Settings) -> TrainConfig:
     limit would cut the answer off the end of a long served conversation."""
     return replace(
         TrainConfig(),
+        dtype=launch.training_dtype(model_dir_for(settings.data_dir, settings.base_model)),
         max_length=settings.max_model_len,
         epochs=settings.retrain_epochs,
         max_steps=settings.retrain_max_steps,

@@ -9,6 +9,8 @@ tokens at once (and never give a base-model token an adapter's delta).
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 import signal
@@ -134,6 +136,20 @@ def vllm_dtype(
     if flags is None:
         return "auto"  # not Linux, or unreadable: leave it to vLLM
     return "auto" if flags else "float32"
+
+
+def training_dtype(model_dir: Path, *, cpuinfo: Path = Path("/proc/cpuinfo"), gpu: bool | None = None) -> str:
+    """bfloat16 where the model is stored in it and the hardware computes in it (half the memory of
+    float32 beside the model server), float32 elsewhere."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return "float32"
+    if (config.get("dtype") or config.get("torch_dtype")) != "bfloat16":
+        return "float32"
+    if gpu is None:
+        gpu = Path("/dev/nvidia0").exists()
+    return "bfloat16" if gpu or bf16_cpu_flags(cpuinfo) else "float32"
 
 
 def bf16_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:

@@ -76,6 +76,10 @@ class TrainConfig:
         default=0.0, metadata={"help": "Stop after the last step that fits in this many seconds (0: none)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and shuffling."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "The base weights' dtype while training (float32 or bfloat16); LoRA stays float32."},
+    )
 
 
 @dataclass
@@ -124,7 +128,7 @@ def make_trainer(
 
     # Model and tokenizer: the same base the server serves.
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=getattr(torch, cfg.dtype))
 
     lora = lora_config(cfg)
     per_pass = rows_per_pass(cfg)

@@ -128,3 +128,18 @@ def test_the_vllm_command_carries_the_dtype() -> None:
     assert command[command.index("--dtype") + 1] == "float16"
     automatic = launch.vllm_command(Path("/venv/bin/python"), launch.ServerSpec(Path("/m"), "http://h:1"))
     assert automatic[automatic.index("--dtype") + 1] == launch.vllm_dtype("auto")
+
+
+def test_training_runs_in_bfloat16_only_for_a_bfloat16_model_on_hardware_that_computes_it(tmp_path: Path) -> None:
+    avx2, bf16 = tmp_path / "avx2", tmp_path / "bf16"
+    avx2.write_text("flags\t: fpu sse avx2\n")
+    bf16.write_text("flags\t: fpu sse avx2 avx512_bf16 amx_bf16\n")
+    stored_bf16, stored_fp32 = tmp_path / "qwen", tmp_path / "smol"
+    for folder, dtype in ((stored_bf16, "bfloat16"), (stored_fp32, "float32")):
+        folder.mkdir()
+        (folder / "config.json").write_text(f'{{"dtype": "{dtype}"}}')
+    assert launch.training_dtype(stored_bf16, cpuinfo=bf16, gpu=False) == "bfloat16"
+    assert launch.training_dtype(stored_bf16, cpuinfo=avx2, gpu=False) == "float32"
+    assert launch.training_dtype(stored_bf16, cpuinfo=avx2, gpu=True) == "bfloat16"
+    assert launch.training_dtype(stored_fp32, cpuinfo=bf16, gpu=True) == "float32"
+    assert launch.training_dtype(tmp_path / "missing", cpuinfo=bf16, gpu=False) == "float32"
