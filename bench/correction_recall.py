@@ -151,6 +151,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             database=database,
             count_tokens=token_counter(model_dir),
             reviewed=ReviewedAnswers(database, embedder, threshold=cfg.reviewed_similarity),
+            answer_timeout=600,  # a bench waits for busy cores; the bot tells people sooner
         )
         wrong, first_answers, screened = await find_wrong(
             pipeline, load_questions(), wanted=cfg.corrections, concurrency=cfg.concurrency

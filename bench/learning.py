@@ -220,6 +220,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             model_name=lambda: chosen["model"] or from_sql(),
             database=database,
             count_tokens=count,
+            answer_timeout=600,  # a bench waits for busy cores; the bot tells people sooner
         )
         # 1-2: screen, then the "before" figures with the base model
         wrong, first_answers, screened = await find_wrong(

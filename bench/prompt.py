@@ -52,6 +52,14 @@ VARIANTS = {
         "never invent one. To a yes/no question, say yes or no and give the rule. If the documents do "
         'not say, reply "I couldn\'t find that in the company documents" and suggest asking {fallback}.'
     ),
+    "v3": (
+        "You are the internal help assistant of {company}. Answer the employee's question using only the "
+        "documents below, in one to three short sentences. Always give the specific facts that answer it: "
+        "the exact numbers, durations, deadlines, names, tools and conditions, worded as the documents word "
+        "them; to a yes/no question, say yes or no and then the figure or condition that applies. If the "
+        'documents do not answer the question, say "I couldn\'t find that in the company documents" and '
+        "suggest asking {fallback}."
+    ),
 }
 
 
@@ -79,6 +87,7 @@ def main() -> None:
         },
         "variants": {},
     }
+    out = REPO / "bench" / "results" / f"prompt_{model_dir.name}.json"
     with tempfile.TemporaryDirectory() as tmp:
         kb = open_sample_knowledge(Path(tmp), args.index, load_embedder())
         count = token_counter(model_dir)
@@ -95,7 +104,8 @@ def main() -> None:
                 )
                 result = asyncio.run(measure(pipeline, questions, uncovered=UNCOVERED_TUNING))
                 report["variants"][name] = {"system": VARIANTS[name], **result}
-                print(name, json.dumps({k: v for k, v in result.items() if k != "rows"}))
+                print(name, json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
+                out.write_text(json.dumps(report, indent=2, ensure_ascii=False))  # kept if a later one fails
 
         if args.url:
             run(args.url)
@@ -103,8 +113,6 @@ def main() -> None:
             backend = "vllm" if vllm_python() else "transformers"
             with running_server(backend, model_dir, Path(tmp) / "server.log") as url:
                 run(url)
-    out = REPO / "bench" / "results" / f"prompt_{model_dir.name}.json"
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(f"saved {out}")
 
 
