@@ -145,7 +145,8 @@ def table(models: list[dict[str, Any]]) -> str:
         one, eight = m["one_at_a_time"], m["eight_at_once"]
         lines.append(
             f"| {m['model']} | {m['covered']['key_fact_rate']:.2f} | {m['covered']['token_f1']:.2f} | "
-            f"{m['covered']['refused']:.0%} | {m['uncovered']['refused']:.0%} | {m['off_topic']['refused']:.0%} | "
+            f"{m['covered']['refused']:.0%} | {m['uncovered']['refused']:.0%} | "
+            f"{m['off_topic']['refused']:.0%} | "
             f"{one['first_text_s']['p50']} / {one['whole_answer_s']['p50']} s "
             f"({one['whole_answer_s']['p95']}) | {eight['whole_answer_s']['p50']} s "
             f"({eight['whole_answer_s']['p95']}) | {m['server_rss_gib']} GiB |"
@@ -156,7 +157,9 @@ def table(models: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(catalog.load_catalog()))
-    parser.add_argument("--timing", type=int, default=8, help="questions timed one at a time; twice that 8 at once")
+    parser.add_argument(
+        "--timing", type=int, default=8, help="questions timed one at a time; twice that 8 at once"
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="questions at once for the quality part")
     parser.add_argument("--data-dir", default=str(REPO / "data"))
     parser.add_argument("--index", default=str(REPO / "data" / "index"))
@@ -166,7 +169,11 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "models",
         "machine": describe(),
-        "settings": {"split": "test", "timing_questions": args.timing, "quality_concurrency": args.concurrency},
+        "settings": {
+            "split": "test",
+            "timing_questions": args.timing,
+            "quality_concurrency": args.concurrency,
+        },
         "models": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +182,8 @@ def main() -> None:
             result = one_model(name, args, kb, Path(tmp))
             report["models"].append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "answers"}, indent=1))
-            args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))  # kept if a later model fails
+            # kept if a later model fails
+            args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     report["machine"]["load_average_at_end"] = list(__import__("os").getloadavg())
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table(report["models"]))

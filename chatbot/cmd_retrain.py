@@ -22,8 +22,8 @@ from chatbot.wiring import open_database
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import utcnow
-from model_server.client import ModelClient
 from model_server import launch
+from model_server.client import ModelClient
 from model_server.prepare import model_dir_for, prepare_base_model
 from retrain import promote
 from retrain.gate import GateConfig, question_key

@@ -10,7 +10,6 @@ tokens at once (and never give a base-model token an adapter's delta).
 from __future__ import annotations
 
 import json
-
 import logging
 import os
 import signal

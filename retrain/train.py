@@ -78,7 +78,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and shuffling."})
     dtype: str = field(
         default="float32",
-        metadata={"help": "The base weights' dtype while training (float32 or bfloat16); LoRA stays float32."},
+        metadata={"help": "The base weights' dtype in training (float32 or bfloat16); LoRA stays float32."},
     )
 
 

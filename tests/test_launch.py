@@ -130,7 +130,7 @@ def test_the_vllm_command_carries_the_dtype() -> None:
     assert automatic[automatic.index("--dtype") + 1] == launch.vllm_dtype("auto")
 
 
-def test_training_runs_in_bfloat16_only_for_a_bfloat16_model_on_hardware_that_computes_it(tmp_path: Path) -> None:
+def test_training_is_bfloat16_only_for_a_bfloat16_model_on_hardware_that_computes_it(tmp_path: Path) -> None:
     avx2, bf16 = tmp_path / "avx2", tmp_path / "bf16"
     avx2.write_text("flags\t: fpu sse avx2\n")
     bf16.write_text("flags\t: fpu sse avx2 avx512_bf16 amx_bf16\n")
