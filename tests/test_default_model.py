@@ -36,7 +36,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (data / "models").mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'chatbot.db'}"
     migrate.upgrade(db_url)
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MODEL_", "DATA_DIR", "BASE_"))}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "MODEL_", "DATA_DIR", "BASE_"))
+    }
     python = vllm_python()
     return {
         **keep,
