@@ -62,8 +62,8 @@ async def test_without_an_app_id_the_emulator_needs_no_token(tmp_path: Path) -> 
         (b"[" * 5000 + b"]" * 5000, "application/json", 400),  # deeper than json can parse
         (b'{"type": "message", "text": "hi"}', "application/json", 400),  # no conversation to reply in
         (b'{"type": "message", "conversation": {"id": " "}}', "application/json", 400),
-        (b'{"type": "message", "conversation": {"id": "\u202e\ud83d\ude42"}}', "application/json", 400),
-        (b'{"type": "message", "id": "a\u0000", "conversation": {"id": "a:1"}}', "application/json", 400),
+        (rb'{"type": "message", "conversation": {"id": "\u202e\ud83d\ude42"}}', "application/json", 400),
+        (rb'{"type": "message", "id": "a\u0000", "conversation": {"id": "a:1"}}', "application/json", 400),
     ],
 )
 async def test_a_request_that_is_not_an_activity_is_a_clear_client_error(
