@@ -92,6 +92,19 @@ class AdminCommands:
         # The store is synchronous; keep the event loop free for other users meanwhile.
         return await asyncio.to_thread(work, user_id)
 
+    async def refuse(self, user_id: str, text: str, *, platform: str, channel: str, reason: str) -> None:
+        """Log and record a command refused before it reached `handle` (a channel that cannot prove
+        who sent it): the claimed `user_id`, and `reason` beside the command."""
+        log.warning("admin command refused (%s): user %r, command %r", reason, user_id, text.strip())
+        await asyncio.to_thread(
+            record_refused,
+            self.database,
+            platform=platform or "unknown",
+            user_id=user_id,
+            place=channel,
+            command=f"{text.strip()} ({reason})",
+        )
+
     # --- for callers that checked the admin themselves (the console's ADMIN_TOKEN login) ---------
 
     async def retrain_now(self, actor: str) -> AdminReply:

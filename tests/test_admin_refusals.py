@@ -13,6 +13,7 @@ from slack_server import running_bot
 from teams_server import ADA, GRACE, PERSONAL, running_teams_bot
 
 from bot.admin import AdminCommands
+from bot.teams import cards
 from feedback import queries, store
 from feedback.db import Database
 
@@ -33,11 +34,24 @@ async def test_a_non_admins_slash_command_is_recorded(tmp_path: Path) -> None:
 
 
 async def test_a_teams_admin_command_from_anyone_else_is_recorded(tmp_path: Path) -> None:
-    async with running_teams_bot(tmp_path, admin_ids=[ADA.aad_id]) as bot:
+    async with running_teams_bot(tmp_path, admin_ids=[ADA.aad_id], authenticated=True) as bot:
         await bot.ask("retrain", user=GRACE)
         [(platform, user, place, command)] = refusals(bot.database)
         assert (platform, place, command) == ("teams", PERSONAL, "retrain")
         assert user in (GRACE.aad_id, GRACE.teams_id)
+
+
+async def test_a_teams_admin_command_without_bot_framework_auth_is_recorded_with_why(
+    tmp_path: Path,
+) -> None:
+    async with running_teams_bot(tmp_path, admin_ids=[ADA.aad_id]) as bot:
+        reply = await bot.ask("rollback", user=ADA)  # an admin's id, but nothing proves it
+        assert reply.activity["text"] == cards.ADMIN_NEEDS_AUTH
+        await bot.ask("retrain", user=GRACE)
+        assert sorted(refusals(bot.database)) == [
+            ("teams", ADA.aad_id, PERSONAL, "rollback (not authenticated)"),
+            ("teams", GRACE.aad_id, PERSONAL, "retrain (not authenticated)"),
+        ]
 
 
 async def test_the_model_page_lists_refusals_beside_the_admin_actions(

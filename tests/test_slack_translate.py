@@ -169,10 +169,23 @@ def test_a_submission_that_names_no_answer_or_nobody_translates_to_none(body: di
 def test_clicks_missing_their_fields_are_not_clicks() -> None:
     action = {"action_id": translate.CORRECTION_ACTION, "value": "7"}
     assert translate.correction_request({"actions": [action]}) is None  # nobody clicked
-    assert translate.correction_request({"user": {"id": "U1"}, "actions": [{**action, "value": "²"}]}) is None
     click = translate.correction_request({"user": {"id": "U1"}, "actions": ["x", action], "channel": "C1"})
     assert click == translate.CorrectionRequest(answer_id=7, user_id="U1", channel="", trigger_id="")
     vote = {"type": "block_actions", "actions": [{"action_id": translate.FEEDBACK_ACTION, "value": "up:7"}]}
+    assert translate.to_feedback(vote) is None
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "١", "²", str(2**31), "0", "-7", " 7", "7_0", ""])
+def test_a_button_value_no_answer_can_have_names_none(value: str) -> None:
+    """int() raised on 5000 digits (past Python's 4300-digit limit) and read "١" as 1."""
+    action = {"action_id": translate.CORRECTION_ACTION, "value": value}
+    click = translate.correction_request({"user": {"id": "U1"}, "actions": [action]})
+    assert click is not None and click.answer_id is None  # the person is told it is not found
+    vote = {
+        "type": "block_actions",
+        "user": {"id": "U1"},
+        "actions": [{"action_id": translate.FEEDBACK_ACTION, "value": f"up:{value}"}],
+    }
     assert translate.to_feedback(vote) is None
 
 

@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from teams_server import TeamsBot, message, running_teams_bot
+from teams_server import TeamsBot, card_execute, message, running_teams_bot
 
 from bot.admin import AdminCommands
 from bot.server import _teams
 from bot.slack import Deps, Records
+from bot.teams import cards
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
 
@@ -61,8 +62,8 @@ async def test_without_an_app_id_the_emulator_needs_no_token(tmp_path: Path) -> 
         (b"[" * 5000 + b"]" * 5000, "application/json", 400),  # deeper than json can parse
         (b'{"type": "message", "text": "hi"}', "application/json", 400),  # no conversation to reply in
         (b'{"type": "message", "conversation": {"id": " "}}', "application/json", 400),
-        (b'{"type": "message", "conversation": {"id": "\u202e\ud83d\ude42"}}', "application/json", 400),
-        (b'{"type": "message", "id": "a\u0000", "conversation": {"id": "a:1"}}', "application/json", 400),
+        (rb'{"type": "message", "conversation": {"id": "\u202e\ud83d\ude42"}}', "application/json", 400),
+        (rb'{"type": "message", "id": "a\u0000", "conversation": {"id": "a:1"}}', "application/json", 400),
     ],
 )
 async def test_a_request_that_is_not_an_activity_is_a_clear_client_error(
@@ -75,14 +76,26 @@ async def test_a_request_that_is_not_an_activity_is_a_clear_client_error(
         assert nothing_happened(bot)
 
 
-async def test_an_invoke_the_bot_does_not_implement_is_answered_501(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["composeExtension/query", "task/fetch", "signin/verifyState", None])
+async def test_an_invoke_the_bot_does_not_offer_is_a_bad_request(tmp_path: Path, name: str | None) -> None:
+    """botbuilder answers 501 to an invoke no handler answered: a 5xx anyone can cause at will."""
     async with running_teams_bot(tmp_path) as bot:
-        invoke = message("", service_url=bot.service_url) | {
-            "type": "invoke",
-            "name": "composeExtension/query",
-        }
+        invoke = message("", service_url=bot.service_url) | {"type": "invoke", "name": name}
         response = await bot.send(invoke)
-        assert response.status_code == 501
+        assert response.status_code == 400
+        assert response.json() == {"error": cards.UNKNOWN_INVOKE}
+        await bot.settled()
+        assert nothing_happened(bot)
+
+
+async def test_a_card_action_the_bot_does_not_offer_is_a_bad_request_with_a_sentence(tmp_path: Path) -> None:
+    async with running_teams_bot(tmp_path) as bot:
+        data = {"action": "approveExpense", "answer_id": 1, "correction": "x"}
+        response = await bot.send(card_execute("1718999999999", data, service_url=bot.service_url))
+        assert response.status_code == 400
+        assert response.json() == cards.card_error(cards.UNKNOWN_ACTION)  # Teams shows it on the card
+        await bot.settled()
+        assert nothing_happened(bot)
 
 
 # --- which settings turn Teams on -------------------------------------------------------------

@@ -70,7 +70,10 @@ async def test_a_card_action_with_a_wrong_value_is_400_with_the_forms_error(
     assert stored(bot) == before
 
 
-IMPOSSIBLE_IDS = [2**63, str(2**63), "abc", -1, "-1", 0, 1.5, True, "١", None, [1], {"id": 1}, "9" * 400]
+IMPOSSIBLE_IDS = [
+    *(2**31, str(2**31), 2**63, str(2**63), "9" * 5000, "abc", -1, "-1", 0, 1.5, True, "١", None),
+    *([1], {"id": 1}, "9" * 400),
+]
 
 
 @pytest.mark.parametrize("answer_id", IMPOSSIBLE_IDS)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from feedback import ids
+
 Payload = dict[str, Any]
 
 
@@ -29,10 +31,9 @@ def row_id(value: Any) -> int | None:
 
 
 def digits_id(value: Any) -> int | None:
-    """An id written as ASCII digits in a button's value ("42"); None for anything else."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return row_id(int(value))
-    return None
+    """An id written as ASCII digits in a button's value ("42"); None for anything else, and for a
+    number no row can have (int() would raise on 5000 digits and read "١" as 1)."""
+    return ids.parse(value) if isinstance(value, str) else None
 
 
 def metadata(value: Any) -> Payload:

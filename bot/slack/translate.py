@@ -58,9 +58,10 @@ class Feedback:
 
 @dataclass(frozen=True)
 class CorrectionRequest:
-    """A click on "Suggest a correction": which answer, who, and the trigger that opens the modal."""
+    """A click on "Suggest a correction": which answer (None when the button's value cannot name
+    one), who, and the trigger that opens the modal."""
 
-    answer_id: int
+    answer_id: int | None
     user_id: str
     channel: str
     trigger_id: str
@@ -229,10 +230,9 @@ def correction_request(body: Payload) -> CorrectionRequest | None:
     """A clicked "Suggest a correction" button; None for anything else."""
     user = fields.text(fields.obj(body.get("user")).get("id"))
     for action in fields.items(body.get("actions")):
-        answer_id = fields.digits_id(action.get("value"))
-        if action.get("action_id") == CORRECTION_ACTION and answer_id is not None and user:
+        if action.get("action_id") == CORRECTION_ACTION and user:
             return CorrectionRequest(
-                answer_id=answer_id,
+                answer_id=fields.digits_id(action.get("value")),
                 user_id=user,
                 channel=fields.text(fields.obj(body.get("channel")).get("id")),
                 trigger_id=fields.text(body.get("trigger_id")),

@@ -40,7 +40,8 @@ class TeamsBot:
                 await feedback.on_submit_action(context, deps)
             elif activity.name == translate.CARD_INVOKE and translate.is_correction(activity):
                 await corrections.on_execute(context, deps)
-            # Any other invoke is answered 501 by the adapter: this bot does not implement it.
+            else:
+                await _unknown_invoke(context)
         except translate.Malformed as exc:  # raised before anything is stored
             log.warning("refused a %s invoke: %s", activity.name, exc)
             body = cards.card_error(cards.BAD_SUBMISSION) if activity.name == translate.CARD_INVOKE else {}
@@ -53,6 +54,17 @@ class TeamsBot:
         added = [getattr(m, "id", None) for m in activity.members_added or []]
         if bot_id in added and not translate.is_group(activity):
             await replies.now(context).send(cards.notice(cards.GREETING))
+
+
+async def _unknown_invoke(context: TurnContext) -> None:
+    """400, not botbuilder's 501: the bot's cards and manifest offer no other invoke, so another one is
+    a bad request; Teams shows a failed action for either, and a 5xx anyone can cause reads as an outage."""
+    name = context.activity.name
+    log.info("refused an invoke this bot does not offer: %r", str(name)[:80])
+    if name == translate.CARD_INVOKE:
+        await replies.invoke_response(context, cards.card_error(cards.UNKNOWN_ACTION), status=400)
+    else:
+        await replies.invoke_response(context, {"error": cards.UNKNOWN_INVOKE}, status=400)
 
 
 async def on_turn_error(context: TurnContext, error: Exception) -> None:

@@ -36,6 +36,8 @@ CORRECTION_EMPTY = "Please write what the answer should have said."
 CORRECTION_UNCHANGED = "This is still my original answer: edit it into the right one."
 MISSING_ANSWER = "I can't find that answer any more, so it can't be corrected."
 BAD_SUBMISSION = "I couldn't read that form. Please try again from the answer's card."
+UNKNOWN_ACTION = "I don't know that button. Please use the ones on my latest answer."
+UNKNOWN_INVOKE = "This bot does not handle that kind of invoke."
 ADMIN_NEEDS_AUTH = (
     "Admin commands work only when the bot is connected to Teams with Bot Framework authentication "
     "(MICROSOFT_APP_ID); this connection has none, so I can't tell who you are."

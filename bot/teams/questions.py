@@ -17,6 +17,8 @@ from bot.teams.deps import Admin, TeamsDeps
 from bot.teams.replies import Replier
 
 log = logging.getLogger(__name__)
+# Why an admin command from a request without a valid Bot Framework token is refused (recorded).
+UNAUTHENTICATED = "not authenticated"
 
 
 async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
@@ -35,8 +37,11 @@ async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
     # Without a verified token anyone could claim an admin's id: such a request never runs a command.
     authenticated = access.channel_authenticated(context)
     command = translate.admin_command(text) if admin is not None else None
-    if command is not None and not authenticated:
-        log.warning("admin command %s refused: the request was not authenticated (Emulator mode)", command)
+    if admin is not None and command is not None and not authenticated:
+        # Recorded under the id it claims, with why, so the console shows the attempt.
+        channel = later.reference.conversation.id
+        user = admin_id or question.user_id
+        await admin.refuse(user, text, platform="teams", channel=channel, reason=UNAUTHENTICATED)
         await replies.now(context).send(cards.notice(cards.ADMIN_NEEDS_AUTH))
     elif admin is not None and command is not None:
         # Sent on for anyone: the admin handler refuses non-admins itself, and logs who tried.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.pipeline import Question
+from feedback import ids
 
 PLATFORM = "teams"
 CORRECTION_VERB = "suggestCorrection"
@@ -36,7 +37,6 @@ ADMIN_COMMANDS = ("retrain", "status", "rollback", "adapters")
 # A longer message, or a question, that starts with "status" is a question for the documents.
 ADMIN_MAX_WORDS = 4
 ID_LIMIT = 128
-MAX_ANSWER_ID = 2**63 - 1  # the largest id a SQL BIGINT holds; a larger one names no answer
 
 _REACTIONS = {
     "like": 1,
@@ -300,15 +300,9 @@ def is_correction(activity: Any) -> bool:
 
 
 def answer_id_of(raw: object) -> int | None:
-    """The answer id a card carries (a number, or its digits as a string), or None when `raw` cannot
-    be the id of an answer: not a whole number, not positive, or past what the store can hold."""
-    if isinstance(raw, bool):
-        return None
-    text = str(raw) if isinstance(raw, int | str) else ""
-    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_ANSWER_ID)):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_ANSWER_ID else None
+    """The answer id a card carries (a number, or its ASCII digits as a string), or None when `raw`
+    cannot be the id of an answer: not a whole number, not positive, or past what the store holds."""
+    return ids.parse(raw)
 
 
 def to_correction(activity: Any) -> CorrectionSubmission | None:

@@ -30,8 +30,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if click is None:
             return
         async with deps.inflight.track():
-            place = await deps.records.place(click.answer_id)
-            if place is None:
+            # A value no answer can have (out of range, not digits) is "not found" like a deleted one.
+            place = None if click.answer_id is None else await deps.records.place(click.answer_id)
+            if place is None or click.answer_id is None:
                 await tell(
                     client,
                     channel=click.channel,
