@@ -110,12 +110,19 @@ def one_model(name: str, args: argparse.Namespace, kb: Any, tmp: Path) -> dict[s
             answer_timeout=900,
         )
         test = load_questions(splits=["test"])
-        quality = asyncio.run(
-            measure(pipeline, test, uncovered=UNCOVERED, off_topic=OFF_TOPIC, concurrency=args.concurrency)
-        )
         texts = [q["question"] for q in test]
-        alone = asyncio.run(timed(pipeline, texts[: args.timing], 1))
-        together = asyncio.run(timed(pipeline, texts[-2 * args.timing :], 8))
+
+        async def everything() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            # one event loop for the one client: its pooled connections belong to the loop
+            quality = await measure(
+                pipeline, test, uncovered=UNCOVERED, off_topic=OFF_TOPIC, concurrency=args.concurrency
+            )
+            alone = await timed(pipeline, texts[: args.timing], 1)
+            together = await timed(pipeline, texts[-2 * args.timing :], 8)
+            await pipeline.client.aclose()
+            return quality, alone, together
+
+        quality, alone, together = asyncio.run(everything())
         rss = tree_rss(process.pid)
     return {
         "model": name,

@@ -25,7 +25,7 @@ from model_server import catalog, launch
 from retrain.metrics import has_key_fact
 
 pytestmark = pytest.mark.slow
-# one per page kind: a figure, a place, a contact (validation and test questions)
+# a count, a duration and a share, from three pages (test and validation questions)
 QUESTION_IDS = ("benefits-001", "it-011", "offices-010")
 
 
