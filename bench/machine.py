@@ -25,3 +25,21 @@ def describe() -> dict[str, Any]:
         "os": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
     }
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (vLLM runs its engine in a child)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        proc = Path(f"/proc/{current}")
+        try:
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in (proc / "task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(c) for c in children]
+        except OSError:
+            continue
+    return total

@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from machine import describe  # noqa: E402
+from machine import describe, tree_rss  # noqa: E402
 from model_servers import running_server_process, vllm_python  # noqa: E402
 from quality import measure  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
@@ -47,24 +47,6 @@ from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "models.json"
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (vLLM runs its engine in a child)."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        proc = Path(f"/proc/{current}")
-        try:
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            for task in (proc / "task").iterdir():
-                children = (task / "children").read_text().split()
-                todo += [int(c) for c in children]
-        except OSError:
-            continue
-    return total
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
