@@ -72,14 +72,7 @@ class AdminCommands:
         command = words[0].lower() if words else "help"
         if not self.is_admin(user_id):
             log.warning("admin command refused: user %s is not an admin (command %r)", user_id, command)
-            await asyncio.to_thread(
-                record_refused,
-                self.database,
-                platform=platform or "unknown",
-                user_id=user_id,
-                place=channel,
-                command=text.strip() or command,
-            )
+            await self._record_refusal(user_id, text.strip() or command, platform, channel)
             return AdminReply(REFUSAL.format(command=command if command in COMMANDS else text.strip()))
         if command not in COMMANDS:
             return AdminReply(f"I don't know the admin command `{command}`.\n\n{HELP}")
@@ -96,13 +89,16 @@ class AdminCommands:
         """Log and record a command refused before it reached `handle` (a channel that cannot prove
         who sent it): the claimed `user_id`, and `reason` beside the command."""
         log.warning("admin command refused (%s): user %r, command %r", reason, user_id, text.strip())
+        await self._record_refusal(user_id, f"{text.strip()} ({reason})", platform, channel)
+
+    async def _record_refusal(self, user_id: str, command: str, platform: str, channel: str) -> None:
         await asyncio.to_thread(
             record_refused,
             self.database,
             platform=platform or "unknown",
             user_id=user_id,
             place=channel,
-            command=f"{text.strip()} ({reason})",
+            command=command,
         )
 
     # --- for callers that checked the admin themselves (the console's ADMIN_TOKEN login) ---------
