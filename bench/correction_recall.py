@@ -250,6 +250,7 @@ def main() -> None:
         default=Config.reviewed_similarity,
         help="REVIEWED_ANSWER_SIMILARITY (0: no reviewed answers)",
     )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     cfg = Config(
         corrections=args.corrections,
@@ -260,10 +261,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="correction-recall-") as tmp:
         report = asyncio.run(run(cfg, Path(tmp)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "per_question"}, indent=2))
-    print(f"saved {RESULTS}")
+    print(f"saved {args.out}")
 
 
 if __name__ == "__main__":
