@@ -196,7 +196,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         "machine": machine,
         "settings": {
             "corrections": cfg.corrections,
-            "model": f"SmolLM2-135M-Instruct (bundled), {cfg.backend}, greedy",
+            "model": f"{model_dir.name}, {cfg.backend}, greedy",
             "embedder": embedder.model_id,
             "retrain": False,
             "reviewed_answer_similarity": cfg.reviewed_similarity,

@@ -314,7 +314,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         },
         "settings": {
             "corrections": cfg.corrections,
-            "model": f"SmolLM2-135M-Instruct (bundled), {cfg.backend}, greedy",
+            "model": f"{model_dir.name}, {cfg.backend}, greedy",
             "correction_recall": False,
             "train_config": {k: v for k, v in vars(train_cfg).items() if k != "target_modules"},
             "target_modules": list(train_cfg.target_modules),
