@@ -42,3 +42,14 @@ def metadata(value: Any) -> Payload:
         return obj(json.loads(value)) if isinstance(value, str) else {}
     except ValueError:
         return {}
+
+
+def user_id(body: Payload) -> str:
+    """Who clicked or submitted: `user.id`, or "" when it is missing."""
+    return text(obj(body.get("user")).get("id"))
+
+
+def input_value(view: Payload, block: str, action: str) -> str:
+    """A submitted view's plain-text input, from `state.values[block][action].value`."""
+    values = obj(obj(view.get("state")).get("values"))
+    return text(obj(obj(values.get(block)).get(action)).get("value"))

@@ -221,7 +221,7 @@ def rejected_note(case: ReviewCase) -> str:
 
 def to_click(body: Payload) -> ReviewClick | None:
     """A click on a review card's button; None for anything else (or a click missing its fields)."""
-    user = fields.text(fields.obj(body.get("user")).get("id"))
+    user = fields.user_id(body)
     container = fields.obj(body.get("container"))
     for action in fields.items(body.get("actions")):
         correction_id = fields.digits_id(action.get("value"))
@@ -243,11 +243,10 @@ def to_submission(body: Payload) -> ReviewSubmission | None:
     view = fields.obj(body.get("view"))
     meta = fields.metadata(view.get("private_metadata"))
     correction_id = fields.row_id(meta.get("correction_id"))
-    user = fields.text(fields.obj(body.get("user")).get("id"))
+    user = fields.user_id(body)
     if correction_id is None or not user:
         return None
-    values = fields.obj(fields.obj(view.get("state")).get("values"))
-    text = fields.text(fields.obj(fields.obj(values.get(VIEW_BLOCK)).get(VIEW_INPUT)).get("value"))
+    text = fields.input_value(view, VIEW_BLOCK, VIEW_INPUT)
     return ReviewSubmission(
         view=fields.text(view.get("callback_id")),
         correction_id=correction_id,

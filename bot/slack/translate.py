@@ -207,7 +207,7 @@ def _reaction_feedback(event: Payload, bot_user_id: str | None) -> Feedback | No
 
 
 def _button_feedback(body: Payload) -> Feedback | None:
-    user = fields.text(fields.obj(body.get("user")).get("id"))
+    user = fields.user_id(body)
     for action in fields.items(body.get("actions")):
         if action.get("action_id") != FEEDBACK_ACTION:
             continue
@@ -228,7 +228,7 @@ def _button_feedback(body: Payload) -> Feedback | None:
 
 def correction_request(body: Payload) -> CorrectionRequest | None:
     """A clicked "Suggest a correction" button; None for anything else."""
-    user = fields.text(fields.obj(body.get("user")).get("id"))
+    user = fields.user_id(body)
     for action in fields.items(body.get("actions")):
         if action.get("action_id") == CORRECTION_ACTION and user:
             return CorrectionRequest(
@@ -254,13 +254,10 @@ def to_correction(body: Payload) -> CorrectionSubmission | None:
     view = fields.obj(body.get("view"))
     meta = fields.metadata(view.get("private_metadata"))
     answer_id = fields.row_id(meta.get("answer_id"))
-    user = fields.text(fields.obj(body.get("user")).get("id"))
+    user = fields.user_id(body)
     if answer_id is None or not user:
         return None
-    values = fields.obj(fields.obj(view.get("state")).get("values"))
-    text = fields.text(
-        fields.obj(fields.obj(values.get(CORRECTION_BLOCK)).get(CORRECTION_INPUT)).get("value")
-    )
+    text = fields.input_value(view, CORRECTION_BLOCK, CORRECTION_INPUT)
     return CorrectionSubmission(
         answer_id=answer_id,
         user_id=user,
