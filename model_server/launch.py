@@ -128,13 +128,18 @@ def vllm_dtype(
     if requested != "auto":
         return requested
     if gpu is None:
-        gpu = Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists()
+        gpu = gpu_present()
     if gpu:
         return "auto"
     flags = bf16_cpu_flags(cpuinfo)
     if flags is None:
         return "auto"  # not Linux, or unreadable: leave it to vLLM
     return "auto" if flags else "float32"
+
+
+def gpu_present() -> bool:
+    """An NVIDIA or AMD GPU device on this host."""
+    return Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists()
 
 
 def training_dtype(model_dir: Path, *, cpuinfo: Path = Path("/proc/cpuinfo"), gpu: bool | None = None) -> str:
@@ -147,7 +152,7 @@ def training_dtype(model_dir: Path, *, cpuinfo: Path = Path("/proc/cpuinfo"), gp
     if (config.get("dtype") or config.get("torch_dtype")) != "bfloat16":
         return "float32"
     if gpu is None:
-        gpu = Path("/dev/nvidia0").exists()
+        gpu = gpu_present()
     return "bfloat16" if gpu or bf16_cpu_flags(cpuinfo) else "float32"
 
 
