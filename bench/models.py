@@ -34,16 +34,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe, tree_rss  # noqa: E402
 from model_servers import running_server_process, vllm_python  # noqa: E402
-from quality import measure  # noqa: E402
+from quality import base_pipeline, measure  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
 
 from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import OFF_TOPIC, UNCOVERED, load_questions  # noqa: E402
 from bot.pipeline import Delta, Pipeline, Question  # noqa: E402
-from bot.prompts import PromptStyle  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server import catalog  # noqa: E402
-from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "models.json"
@@ -83,14 +81,7 @@ def one_model(name: str, args: argparse.Namespace, kb: Any, tmp: Path) -> dict[s
     started = time.perf_counter()
     with running_server_process(backend, model_dir, tmp / f"{name}.log") as (url, process):
         ready = time.perf_counter() - started
-        pipeline = Pipeline(
-            retriever=kb,
-            client=AsyncModelClient(url, timeout=900),
-            model_name=lambda: "base",
-            count_tokens=token_counter(model_dir),
-            style=PromptStyle(company="Larkspur Systems"),
-            answer_timeout=900,
-        )
+        pipeline = base_pipeline(kb, url, token_counter(model_dir))
         test = load_questions(splits=["test"])
         texts = [q["question"] for q in test]
 

@@ -23,15 +23,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
 from model_servers import running_server, vllm_python  # noqa: E402
-from quality import UNCOVERED_TUNING, measure  # noqa: E402
+from quality import UNCOVERED_TUNING, base_pipeline, measure  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
 
 from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.pipeline import Pipeline  # noqa: E402
-from bot.prompts import SYSTEM, PromptStyle  # noqa: E402
+from bot.prompts import SYSTEM  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
-from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 
 VARIANTS = {
@@ -94,14 +92,7 @@ def main() -> None:
 
         def run(url: str) -> None:
             for name in args.variants.split(","):
-                pipeline = Pipeline(
-                    retriever=kb,
-                    client=AsyncModelClient(url, timeout=900),
-                    model_name=lambda: "base",
-                    count_tokens=count,
-                    style=PromptStyle(company="Larkspur Systems", system=VARIANTS[name]),
-                    answer_timeout=900,
-                )
+                pipeline = base_pipeline(kb, url, count, VARIANTS[name])
                 result = asyncio.run(measure(pipeline, questions, uncovered=UNCOVERED_TUNING))
                 report["variants"][name] = {"system": VARIANTS[name], **result}
                 print(name, json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)

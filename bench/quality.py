@@ -18,7 +18,9 @@ sys.path[:0] = [str(REPO)]
 
 from tqdm.auto import tqdm  # noqa: E402
 
-from bot.pipeline import Pipeline, Question  # noqa: E402
+from bot.pipeline import Pipeline, Question, Retriever  # noqa: E402
+from bot.prompts import SYSTEM, PromptStyle, TokenCounter  # noqa: E402
+from model_server.client import AsyncModelClient  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
 
 REFUSAL = re.compile(
@@ -38,6 +40,19 @@ UNCOVERED_TUNING = (
     "Can I take an unpaid sabbatical?",
     "Is there a bonus for referring a friend who gets hired?",
 )
+
+
+def base_pipeline(kb: Retriever, url: str, count: TokenCounter, system: str = SYSTEM) -> Pipeline:
+    """The bot's pipeline over `kb`, asking the base model at `url`; it waits as long as busy cores
+    need, where the bot would tell the person after ANSWER_TIMEOUT_SECONDS."""
+    return Pipeline(
+        retriever=kb,
+        client=AsyncModelClient(url, timeout=900),
+        model_name=lambda: "base",
+        count_tokens=count,
+        style=PromptStyle(company="Larkspur Systems", system=system),
+        answer_timeout=900,
+    )
 
 
 def is_refusal(text: str) -> bool:
