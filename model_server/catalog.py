@@ -8,6 +8,7 @@ deletes each wheel as soon as its part is copied, so nothing downloaded outlives
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -18,9 +19,12 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from model_server.errors import PrepareError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 # the model `make run` serves when BASE_MODEL is empty: chosen by bench/models.py (docs/decisions.md)
@@ -165,7 +169,7 @@ def assemble(
     return target
 
 
-def _copy_part(source: Path, part: Part, out: object, whole: object, bar: object) -> None:
+def _copy_part(source: Path, part: Part, out: BinaryIO, whole: hashlib._Hash, bar: tqdm[None]) -> None:
     digest = hashlib.sha256()
     size = 0
     reader = _part_reader(source, part)
@@ -174,12 +178,12 @@ def _copy_part(source: Path, part: Part, out: object, whole: object, bar: object
         with stream:
             while chunk := stream.read(CHUNK):
                 digest.update(chunk)
-                whole.update(chunk)  # type: ignore[attr-defined]
-                out.write(chunk)  # type: ignore[attr-defined]
-                bar.update(len(chunk))  # type: ignore[attr-defined]
+                whole.update(chunk)
+                out.write(chunk)
+                bar.update(len(chunk))
                 size += len(chunk)
     except OSError as exc:
-        if getattr(exc, "errno", None) == 28:
+        if exc.errno == errno.ENOSPC:
             raise PrepareError(
                 f"The disk is full while copying {part.package}; free space and try again."
             ) from None
