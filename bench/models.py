@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -164,7 +165,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in result.items() if k != "answers"}, indent=1))
             # kept if a later model fails
             args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    report["machine"]["load_average_at_end"] = list(__import__("os").getloadavg())
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table(report["models"]))
     print(f"saved {args.out}")
