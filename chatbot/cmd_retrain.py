@@ -11,6 +11,7 @@ import getpass
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import TypeVar
 
 import click
 
@@ -22,7 +23,7 @@ from chatbot.wiring import open_database
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import utcnow
-from model_server import launch
+from model_server import catalog, launch
 from model_server.client import ModelClient
 from model_server.prepare import model_dir_for, prepare_base_model
 from retrain import promote
@@ -32,6 +33,7 @@ from retrain.schedule import STALE_AFTER
 from retrain.train import TrainConfig
 
 RetrainFn = Callable[..., RetrainOutcome]
+T = TypeVar("T")
 
 
 def job_config(settings: Settings, *, train: TrainConfig | None = None, progress: bool = True) -> JobConfig:
@@ -53,17 +55,26 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
 
 def train_config(settings: Settings) -> TrainConfig:
     """LoRA training as the settings bound it (RETRAIN_EPOCHS, RETRAIN_MAX_STEPS, RETRAIN_LEARNING_RATE,
-    RETRAIN_TRAIN_MINUTES). Examples are as long as the dataset lets them be (MAX_MODEL_LEN): a shorter
-    limit would cut the answer off the end of a long served conversation."""
+    RETRAIN_TRAIN_MINUTES, RETRAIN_GRADIENT_CHECKPOINTING), the base model's catalog defaults where they
+    are unset. Examples are as long as the dataset lets them be (MAX_MODEL_LEN): a shorter limit would
+    cut the answer off the end of a long served conversation."""
+    defaults = catalog.retrain_defaults(settings.base_model)
+    minutes = _chosen(settings.retrain_train_minutes, defaults.train_minutes)
+    checkpointing = _chosen(settings.retrain_gradient_checkpointing, defaults.gradient_checkpointing)
     return replace(
         TrainConfig(),
         dtype=launch.training_dtype(model_dir_for(settings.data_dir, settings.base_model)),
         max_length=settings.max_model_len,
-        epochs=settings.retrain_epochs,
+        epochs=_chosen(settings.retrain_epochs, defaults.epochs),
         max_steps=settings.retrain_max_steps,
-        learning_rate=settings.retrain_learning_rate,
-        time_budget_s=settings.retrain_train_minutes * 60,
+        learning_rate=_chosen(settings.retrain_learning_rate, defaults.learning_rate),
+        time_budget_s=minutes * 60,
+        gradient_checkpointing=checkpointing,
     )
+
+
+def _chosen(setting: T | None, default: T) -> T:
+    return default if setting is None else setting
 
 
 def sample_key_facts() -> dict[str, str]:

@@ -150,21 +150,31 @@ class Settings(BaseSettings):
         description="How close (cosine) a question must be to an approved correction's question to be "
         "answered with the reviewed answer itself, no model; 0 turns reviewed answers off.",
     )
+    grounding_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Before answering, the model is asked whether its passages answer the question; "
+        "below this share of 'yes' the bot says it could not find it. 0 asks nothing (default: the "
+        "base model's).",
+    )
     admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
-    # at most this many passes: on two CPU cores a retrain of 44 served conversations did 5.2 (57 steps)
-    # before RETRAIN_TRAIN_MINUTES stopped it, one of 32 all 6 in 514 s of steps, and ~4.6 on a slower
-    # host; either way the learning rate decays to zero at the last step (retrain.budget.budget_decay).
-    # bench/learning.py on the slower host: reworded key-fact 0.50 after 4.75 epochs at 1e-3, 0.15 after 3
-    retrain_epochs: float = Field(6.0, gt=0, description="Passes over the training data in a retrain.")
+    # Unset: the base model's own (model_server/catalog.json "retrain", chosen by bench/learning.py on it;
+    # SmolLM2-135M: 6 epochs at 2e-3 in 10 minutes, docs/decisions.md).
+    retrain_epochs: float | None = Field(
+        None,
+        gt=0,
+        description="Passes over the training data in a retrain, at most (default: the base model's).",
+    )
     retrain_max_steps: int = Field(
         -1, ge=-1, description="Stop a retrain's training after this many steps; -1 means all epochs."
     )
-    # 2e-3: 18 of 20 corrected questions right after the default retrain of the time (rank 8), 14 of 20
-    # at 1e-3 (bench/results/learning.json as of commit 4f92873, learning_10min_6epochs.json)
-    retrain_learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate of a retrain's LoRA.")
+    retrain_learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate of a retrain's LoRA (default: the base model's)."
+    )
     # 44: 20 corrections with their grounded twins and 4 sample questions; reworded key-fact 0.85, 0.80,
     # 0.65 and 0.80 for training seeds 0-3, against 0.70, 0.65 and 0.65 from 32 examples without twins
     # (bench/results/learning.json, learning_seed*.json, learning_no_twins*.json)
@@ -174,8 +184,16 @@ class Settings(BaseSettings):
         description="Training examples per retrain: corrections (each with its grounded twin) and liked "
         "answers first, the sample question set fills the rest; 0 means all.",
     )
-    retrain_train_minutes: float = Field(
-        10.0, ge=0, description="Training stops after the last step that fits in this time; 0 means no limit."
+    retrain_train_minutes: float | None = Field(
+        None,
+        ge=0,
+        description="Training stops after the last step that fits in this time; 0 means no limit "
+        "(default: the base model's).",
+    )
+    retrain_gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute activations in training's backward pass: slower, far less memory "
+        "(default: the base model's).",
     )
     adapter_name: str = Field("kb", description="Prefix of adapter versions (`kb-v1`, `kb-v2`, ...).")
     keep_loaded_adapters: int = Field(

@@ -45,6 +45,18 @@ class Part:
 
 
 @dataclass(frozen=True)
+class RetrainDefaults:
+    """How a retrain trains on one base model, where the settings leave it open; chosen by
+    bench/learning.py and bench/train_step.py on that model (docs/decisions.md)."""
+
+    epochs: float = 6.0
+    learning_rate: float = 2e-3
+    train_minutes: float = 10.0
+    # recompute activations in the backward pass: slower steps, far less memory beside the server
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     name: str
     title: str
@@ -56,14 +68,37 @@ class CatalogModel:
     size: int
     sha256: str
     parts: tuple[Part, ...]
+    retrain: RetrainDefaults = RetrainDefaults()
+    # bot.grounding's refusal threshold, tuned on the train and validation splits (0: no check)
+    grounding_threshold: float = 0.0
 
 
 def load_catalog(path: Path = CATALOG_FILE) -> dict[str, CatalogModel]:
     raw = json.loads(path.read_text())
     return {
-        name: CatalogModel(name=name, **{**entry, "parts": tuple(Part(**part) for part in entry["parts"])})
+        name: CatalogModel(
+            name=name,
+            **{
+                **entry,
+                "parts": tuple(Part(**part) for part in entry["parts"]),
+                "retrain": RetrainDefaults(**entry.get("retrain", {})),
+            },
+        )
         for name, entry in raw.items()
     }
+
+
+def grounding_threshold(base_model: str) -> float:
+    """The catalog's grounding threshold for `base_model` (empty: DEFAULT_MODEL); 0 for others."""
+    entry = load_catalog().get(base_model or DEFAULT_MODEL)
+    return entry.grounding_threshold if entry is not None else 0.0
+
+
+def retrain_defaults(base_model: str) -> RetrainDefaults:
+    """The catalog's retrain defaults for `base_model` (a name, or empty for DEFAULT_MODEL); the
+    generic ones for a model directory, GGUF file or hub id."""
+    entry = load_catalog().get(base_model or DEFAULT_MODEL)
+    return entry.retrain if entry is not None else RetrainDefaults()
 
 
 def lookup(name: str) -> CatalogModel:

@@ -80,6 +80,9 @@ class TrainConfig:
         default="float32",
         metadata={"help": "The base weights' dtype in training (float32 or bfloat16); LoRA stays float32."},
     )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass: slower, less memory."}
+    )
 
 
 @dataclass
@@ -146,8 +149,9 @@ def make_trainer(
         logging_steps=1,
         # The Trainer hides NaN/inf losses from its logs by default; StopOnNaN needs to see them.
         logging_nan_inf_filter=False,
-        # TRL turns this on by default; for a small model it only costs time.
-        gradient_checkpointing=False,
+        # TRL turns this on by default; for a small model it only costs time (bench/train_step.py).
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         save_strategy="no",
         eval_strategy="no",
         report_to="none",

@@ -94,3 +94,18 @@ def test_on_a_cpu_a_batch_is_one_conversation_per_pass(base_model_dir: Path, tmp
         make_trainer(
             base_model_dir, _examples(4), [], tmp_path / "kb-v3", TrainConfig(batch_size=4, rows_per_pass=3)
         )
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(base_model_dir: Path, tmp_path: Path) -> None:
+    """It trades time for memory (bench/train_step.py); the steps themselves must not change."""
+    weights = {}
+    for checkpointing in (False, True):
+        cfg = TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3, gradient_checkpointing=checkpointing)
+        out = tmp_path / f"kb-{checkpointing}"
+        trainer = make_trainer(base_model_dir, _examples(4), [], out, cfg, progress=False)
+        assert trainer.args.gradient_checkpointing is checkpointing
+        run_trainer(trainer, out, cfg)
+        weights[checkpointing] = load_file(out / "adapter_model.safetensors")
+    assert weights[True].keys() == weights[False].keys()
+    for name, plain in weights[False].items():
+        torch.testing.assert_close(weights[True][name], plain, rtol=1e-3, atol=1e-5)
