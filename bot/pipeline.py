@@ -17,9 +17,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from bot import grounding
 from bot.errors import AnswerDelayed, AnswerUnavailable, EmptyQuestion
 from bot.prompts import (
     NOT_COVERED,
@@ -101,6 +102,7 @@ class _Prompt:
     messages: list[dict[str, str]]  # empty when nothing was retrieved: no model call
     retrieved: float
     reviewed: ReviewedMatch | None = None  # an approved correction answers it: no model call
+    ungrounded: bool = False  # the model said its passages do not answer it: the refusal instead
 
 
 AnswerObserver = Callable[[Question, Answer | None, float], None]
@@ -127,6 +129,8 @@ class Pipeline:
     # The longest the asker waits on the model: for the whole answer, or, streamed, for each next
     # piece of it. Past that they are told the answer is late, and the question stays recorded.
     answer_timeout: float = 30.0
+    # Refuse when the model's yes-share of bot.grounding.CHECK is below this; 0 asks no check.
+    grounding_threshold: float = 0.0
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
         if not question.text.strip():
@@ -138,9 +142,11 @@ class Pipeline:
             if prompt.messages:
                 with _unavailable(prompt, self.answer_timeout):
                     async with asyncio.timeout(self.answer_timeout):
-                        result = await self.client.chat(
-                            prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
-                        )
+                        prompt = await self._check_grounding(prompt)
+                        if not prompt.ungrounded:
+                            result = await self.client.chat(
+                                prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
+                            )
             answer = await self._finish(prompt, result, started)
         except AnswerUnavailable:
             self._observe(question, None, started)
@@ -162,6 +168,10 @@ class Pipeline:
             prompt = await self._prompt(question, history)
             result = None
             if prompt.messages:
+                with _unavailable(prompt, self.answer_timeout):
+                    async with asyncio.timeout(self.answer_timeout):
+                        prompt = await self._check_grounding(prompt)
+            if prompt.messages and not prompt.ungrounded:
                 trim = _Trim()
                 stream = self.client.chat_stream(
                     prompt.messages, model=prompt.model, max_tokens=self.max_answer_tokens
@@ -176,10 +186,21 @@ class Pipeline:
         except AnswerUnavailable:
             self._observe(question, None, started)
             raise
-        if not prompt.messages:
-            yield Delta(answer.text)  # the refusal, in one piece
+        if not prompt.messages or prompt.ungrounded:
+            yield Delta(answer.text)  # the refusal or the reviewed answer, in one piece
         self._observe(question, answer, started)
         yield answer
+
+    async def _check_grounding(self, prompt: _Prompt) -> _Prompt:
+        """The prompt marked ungrounded where the model says its passages do not answer it."""
+        if self.grounding_threshold <= 0:
+            return prompt
+        check = await self.client.chat(
+            grounding.check_messages(prompt.messages), model=prompt.model, max_tokens=1, top_logprobs=10
+        )
+        share = grounding.yes_share(check.first_alternatives)
+        log.debug("question %s: grounding yes-share %s", prompt.question_id, share)
+        return replace(prompt, ungrounded=share is not None and share < self.grounding_threshold)
 
     def _observe(self, question: Question, answer: Answer | None, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -246,7 +267,8 @@ class Pipeline:
             cited_ids = reviewed.page_ids()
             sources = [Source(s["title"], s["source"], s["url"], reviewed.similarity, s["id"]) for s in cited]
         done = time.perf_counter()
-        retrieved = prompt.retrieved if result is not None or reviewed is not None else done
+        asked = result is not None or reviewed is not None or prompt.ungrounded
+        retrieved = prompt.retrieved if asked else done
         timings = {
             "retrieve_ms": int((retrieved - started) * 1000),
             "generate_ms": int((done - retrieved) * 1000),
@@ -277,7 +299,7 @@ class Pipeline:
             sources=sources,
             adapter=model,
             confidence=confidence,
-            covered=bool(messages) or reviewed is not None,
+            covered=(bool(messages) and not prompt.ungrounded) or reviewed is not None,
             timings=timings,
             question_id=question_id,
             answer_id=answer_id,

@@ -17,6 +17,7 @@ from bot.reviewed import ReviewedAnswers
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
+from model_server import catalog
 from model_server.client import AsyncModelClient
 from model_server.prepare import prepare_base_model
 
@@ -82,7 +83,15 @@ def build_pipeline(
         style=prompt_style(settings),
         reviewed=reviewed_answers(settings, database, knowledge),
         answer_timeout=settings.answer_timeout_seconds,
+        grounding_threshold=grounding_threshold(settings),
     )
+
+
+def grounding_threshold(settings: Settings) -> float:
+    """GROUNDING_THRESHOLD, or the base model's own where it is unset."""
+    if settings.grounding_threshold is not None:
+        return settings.grounding_threshold
+    return catalog.grounding_threshold(settings.base_model)
 
 
 def reviewed_answers(settings: Settings, database: Database, knowledge: KnowledgeBase) -> ReviewedAnswers:

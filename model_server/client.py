@@ -42,6 +42,8 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: int = 0
+    # the first token's likeliest alternatives (token -> logprob), where top_logprobs were asked for
+    first_alternatives: dict[str, float] = field(default_factory=dict)
 
     @property
     def confidence(self) -> float | None:
@@ -61,6 +63,7 @@ def chat_payload(
     stop: Sequence[str] | None,
     seed: int | None,
     stream: bool = False,
+    top_logprobs: int = 0,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": model,
@@ -71,6 +74,8 @@ def chat_payload(
     }
     if logprobs:
         payload["logprobs"] = True
+        if top_logprobs:
+            payload["top_logprobs"] = top_logprobs
     if stream:  # the last chunk then carries the token counts a whole completion's body has
         payload["stream_options"] = {"include_usage": True}
     if stop:
@@ -85,6 +90,12 @@ def _token_logprobs(choice: dict[str, Any]) -> list[float]:
     return [float(item["logprob"]) for item in content if item.get("logprob") is not None]
 
 
+def _first_alternatives(choice: dict[str, Any]) -> dict[str, float]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    top = (content[0].get("top_logprobs") or []) if content else []
+    return {str(item["token"]): float(item["logprob"]) for item in top if item.get("logprob") is not None}
+
+
 def parse_chat(body: dict[str, Any], latency_ms: int) -> ChatResult:
     choice = body["choices"][0]
     usage = body.get("usage") or {}
@@ -96,6 +107,7 @@ def parse_chat(body: dict[str, Any], latency_ms: int) -> ChatResult:
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         latency_ms=latency_ms,
+        first_alternatives=_first_alternatives(choice),
     )
 
 
@@ -256,6 +268,7 @@ class ModelClient:
         logprobs: bool = True,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        top_logprobs: int = 0,
     ) -> ChatResult:
         payload = chat_payload(
             messages,
@@ -265,6 +278,7 @@ class ModelClient:
             logprobs=logprobs,
             stop=stop,
             seed=seed,
+            top_logprobs=top_logprobs,
         )
         started = time.perf_counter()
         response = self._send("POST", "/v1/chat/completions", json=payload)
@@ -379,6 +393,7 @@ class AsyncModelClient:
         logprobs: bool = True,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        top_logprobs: int = 0,
     ) -> ChatResult:
         payload = chat_payload(
             messages,
@@ -388,6 +403,7 @@ class AsyncModelClient:
             logprobs=logprobs,
             stop=stop,
             seed=seed,
+            top_logprobs=top_logprobs,
         )
         started = time.perf_counter()
         response = await self._send("POST", "/v1/chat/completions", json=payload)

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import re
 import time
 import uuid
@@ -500,7 +501,9 @@ class FakeModel:
     `delay` makes it slow; `too_slow` makes the client give up waiting, as httpx reports it.
     Asked to stream, it sends `text` a word at a time in vLLM's chunks (logprobs when asked, the
     usage last); `gate`, when given, holds the stream after its first two words until it is set;
-    `fail_after` words in, it sends vLLM's mid-stream error event instead of the rest."""
+    `fail_after` words in, it sends vLLM's mid-stream error event instead of the rest. Asked for
+    `top_logprobs` (bot.grounding's check), it answers "Yes" with P(yes) = `yes` among the first
+    token's alternatives."""
 
     def __init__(self, text: str = "You get 27 days of leave a year.") -> None:
         self.text = text
@@ -512,6 +515,7 @@ class FakeModel:
         self.logprobs = [-0.2]  # of the answer's tokens; sets the confidence the client computes
         self.gate: asyncio.Event | None = None
         self.fail_after: int | None = None
+        self.yes = 0.9
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -530,6 +534,8 @@ class FakeModel:
             return httpx.Response(
                 200, content=self._chunks(body), headers={"content-type": "text/event-stream"}
             )
+        if body.get("top_logprobs"):
+            return self._yes_or_no(body)
         return httpx.Response(
             200,
             json={
@@ -544,6 +550,14 @@ class FakeModel:
                 "usage": {"prompt_tokens": 50, "completion_tokens": 9},
             },
         )
+
+    def _yes_or_no(self, body: Payload) -> httpx.Response:
+        top = [("Yes", self.yes), ("No", 1 - self.yes), ("Maybe", 0.0)]
+        alternatives = [{"token": t, "logprob": math.log(max(p, 1e-9))} for t, p in top]
+        first = {"token": "Yes", "logprob": alternatives[0]["logprob"], "top_logprobs": alternatives}
+        choice = {"message": {"role": "assistant", "content": "Yes"}, "finish_reason": "length"}
+        choice["logprobs"] = {"content": [first]}
+        return httpx.Response(200, json={"model": body["model"], "choices": [choice], "usage": {}})
 
     async def _chunks(self, body: Payload) -> AsyncIterator[bytes]:
         words = re.findall(r"\s*\S+", self.text) or [self.text]

@@ -1,0 +1,39 @@
+"""Does the model find the answer in its passages? One yes/no token asked before the answer.
+
+A small model asked an on-topic question the wiki does not answer (pensions, when the passages are
+about payroll) writes a fluent answer from the nearest passage instead of saying so. Asked first
+whether the documents state the answer, it tells the two apart far better than it does while
+answering. The check is the served prompt with the question extended, so the model server reuses the
+long shared prefix (system prompt and passages) and the check costs one generated token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+Message = dict[str, str]
+
+CHECK = (
+    "Before answering: is the answer to this question written in the documents above? "
+    "Reply with one word, yes or no."
+)
+
+
+def check_messages(messages: list[Message]) -> list[Message]:
+    """The served messages with the last (the question) followed by CHECK."""
+    *head, question = messages
+    return [*head, {"role": question["role"], "content": f"{question['content']}\n\n{CHECK}"}]
+
+
+def yes_share(alternatives: Mapping[str, float]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over the first token's alternatives (token -> logprob); None when
+    neither word is among them."""
+    yes = no = 0.0
+    for token, logprob in alternatives.items():
+        word = token.strip().strip(".").lower()
+        if word == "yes":
+            yes += math.exp(logprob)
+        elif word == "no":
+            no += math.exp(logprob)
+    return yes / (yes + no) if yes + no else None
