@@ -3,7 +3,7 @@
     .venv/bin/python bench/learning.py                    # 20 corrections, default training (long)
     .venv/bin/python bench/learning.py --corrections 24 --epochs 2
 
-With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind vLLM
+With the real pieces, in a temporary data directory: BASE_MODEL (the default model) behind vLLM
 where .venv-vllm exists, as `chatbot model-server` chooses (`--backend transformers` for the embedded
 engine), the sample wiki indexed with MiniLM (a copy
 of data/index, or a fresh ingest), a migrated SQLite store, the answer pipeline reading the active
@@ -20,8 +20,9 @@ are not indexed, so only training can teach them), and `retrain.job.run_retrain`
 6. Throughput: the run's training tokens/s against a bare peft loop (same model, LoRA config,
    batch size and examples, plain AdamW) timed in the same process right after.
 
-Targets: reworded key-fact rate after >= 0.8; test-split F1 drop <= 0.02; retrain wall time
-<= 15 minutes on 2 cores; trainer throughput >= 0.9x the bare loop.
+Targets (issue #20): reworded key-fact rate after >= 0.9; test-split key-fact and F1 drop <= 0.02;
+retrain wall time <= 1 hour on 2 cores, its peak memory with the model server's <= 20 GB; trainer
+throughput >= 0.9x the bare loop.
 Prints the summary and writes bench/results/learning.json (with the load average: the machine is
 shared).
 """
@@ -43,7 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from machine import describe  # noqa: E402
+from machine import PeakRss, describe  # noqa: E402
 from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -56,7 +57,7 @@ from bot.prompts import PromptStyle  # noqa: E402
 from chatbot.cmd_feedback import prompt_builders_over  # noqa: E402
 from chatbot.cmd_retrain import sample_key_facts, train_config  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
-from chatbot.wiring import active_model, token_counter  # noqa: E402
+from chatbot.wiring import active_model, grounding_threshold, token_counter  # noqa: E402
 from feedback import store  # noqa: E402
 from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
@@ -70,6 +71,9 @@ from retrain.pii import Scrubber  # noqa: E402
 from retrain.train import TrainConfig, lora_config, rows_per_pass  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
+# issue #20's targets for the default model: a nightly job may take an hour on a CPU; the retrain and
+# the model server beside the bot within 20 GB of the machine's 24
+REWORDED_TARGET, WALL_TARGET_S, MEMORY_TARGET_GB = 0.9, 3600, 20.0
 MAX_MODEL_LEN = 2048
 
 
@@ -112,7 +116,9 @@ def bare_peft_tokens_per_s(
 
     torch.manual_seed(cfg.seed)
     tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
-    base: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    base: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype))
+    if cfg.gradient_checkpointing:  # as the trainer does it: same memory, same recomputation
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model: Any = get_peft_model(base, lora_config(cfg))  # the very LoRA the trainer gets
     model.train()
     inner = model.get_base_model()  # the causal LM, with the LoRA layers injected
@@ -191,15 +197,15 @@ def _token_ids(encoded: Any) -> list[int]:
 
 async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     load_at_start = list(os.getloadavg())
-    model_dir = prepare_base_model(Path(cfg.data_dir), progress=True)
+    # What `chatbot retrain` would use: the settings (their defaults unless the environment says
+    # otherwise), with --epochs / --max-steps overriding.
+    settings = Settings()
+    model_dir = prepare_base_model(Path(cfg.data_dir), settings.base_model, progress=True)
     database = open_store(workdir)
     embedder = load_embedder(None)
     kb = open_sample_knowledge(workdir, cfg.index, embedder)
     # correction recall OFF: an approved correction is not indexed, only training can teach it
     desk = ReviewDesk(database, ReviewPolicy.of(reviewers=[REVIEWER], recall=False), knowledge=kb)
-    # What `chatbot retrain` would use: the settings (their defaults unless the environment says
-    # otherwise), with --epochs / --max-steps overriding.
-    settings = Settings()
     train_cfg = replace(train_config(settings), seed=cfg.seed)
     if cfg.epochs is not None:
         train_cfg = replace(train_cfg, epochs=cfg.epochs)
@@ -221,6 +227,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             database=database,
             count_tokens=count,
             answer_timeout=600,  # a bench waits for busy cores; the bot tells people sooner
+            grounding_threshold=grounding_threshold(settings),
         )
         # 1-2: screen, then the "before" figures with the base model
         wrong, first_answers, screened = await find_wrong(
@@ -258,7 +265,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         job = JobConfig(
             adapters_dir=workdir / "adapters",
             base_model_dir=model_dir,
-            base_model="smollm2-135m-instruct",
+            base_model=model_dir.name,
             train=train_cfg,
             max_examples=settings.retrain_max_examples,
             gate=GateConfig(margin=settings.gate_margin, loss_margin=settings.gate_loss_margin),
@@ -267,7 +274,8 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             queued = store.queue_run(session, trigger="cli", requested_by="bench")
         assert queued.id is not None
         retrain_started = time.perf_counter()
-        with ModelClient(server, timeout=600) as sync_client:
+        peak = PeakRss(os.getpid())  # this process (retrain, embedder, pipeline) and the model server
+        with peak, ModelClient(server, timeout=600) as sync_client:
             outcome = await asyncio.to_thread(
                 run_retrain,
                 job,
@@ -331,6 +339,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "adapter": outcome.adapter,
             "reason": outcome.reason,
             "wall_seconds": round(retrain_s, 1),
+            "peak_rss_gb_with_server": round(peak.peak / 1e9, 2),
             "timings": outcome.figures.get("timings"),
             "training": outcome.figures.get("training"),
             "gate": outcome.figures.get("gate"),
@@ -344,6 +353,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "before": before_t,
             "after": after_t,
             "f1_change": round(after_t["token_f1"] - before_t["token_f1"], 4),
+            "key_fact_change": round(after_t["key_fact_rate"] - before_t["key_fact_rate"], 4),
         },
         "throughput_tokens_per_s": {
             "trainer": trainer_tps,
@@ -351,9 +361,11 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "ratio": None,
         },
         "targets": {
-            "key_fact_rate_reworded_after": ">= 0.8",
+            "key_fact_rate_reworded_after": f">= {REWORDED_TARGET}",
+            "test_key_fact_change": ">= -0.02",
             "test_f1_change": ">= -0.02",
-            "retrain_wall_seconds": "<= 900",
+            "retrain_wall_seconds": f"<= {WALL_TARGET_S}",
+            "peak_rss_gb_with_server": f"<= {MEMORY_TARGET_GB}",
             "throughput_ratio": ">= 0.9",
         },
         "seconds": round(time.perf_counter() - started, 1),
@@ -371,9 +383,11 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         problem=bare_problem,
     )
     report["targets_met"] = {
-        "key_fact_rate_reworded_after": report["key_fact_rate_reworded"]["after"] >= 0.8,
+        "key_fact_rate_reworded_after": report["key_fact_rate_reworded"]["after"] >= REWORDED_TARGET,
+        "test_key_fact_change": report["test_split"]["key_fact_change"] >= -0.02,
         "test_f1_change": report["test_split"]["f1_change"] >= -0.02,
-        "retrain_wall_seconds": retrain_s <= 900,
+        "retrain_wall_seconds": retrain_s <= WALL_TARGET_S,
+        "peak_rss_gb_with_server": peak.peak / 1e9 <= MEMORY_TARGET_GB,
         "throughput_ratio": bool(bare) and trainer_tps / bare >= 0.9,
     }
     return report
