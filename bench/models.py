@@ -82,7 +82,8 @@ def one_model(name: str, args: argparse.Namespace, kb: Any, tmp: Path) -> dict[s
     started = time.perf_counter()
     with running_server_process(backend, model_dir, tmp / f"{name}.log") as (url, process):
         ready = time.perf_counter() - started
-        pipeline = base_pipeline(kb, url, token_counter(model_dir))
+        count = token_counter(model_dir)
+        pipeline = base_pipeline(kb, url, count, grounding_threshold=entry.grounding_threshold)
         test = load_questions(splits=["test"])
         texts = [q["question"] for q in test]
 

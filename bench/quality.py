@@ -39,10 +39,20 @@ UNCOVERED_TUNING = (
     "Am I allowed to take a side job or freelance work?",
     "Can I take an unpaid sabbatical?",
     "Is there a bonus for referring a friend who gets hired?",
+    "Does the company match my charitable donations?",
+    "How many paid volunteering days do we get?",
+    "Is there an employee of the month award?",
+    "How is overtime paid?",
+    "Do I get a day off for my wedding?",
+    "Do I get paid leave for jury duty?",
+    "Do we get a day off on our birthday?",
+    "Is there a moving day when I move house?",
 )
 
 
-def base_pipeline(kb: Retriever, url: str, count: TokenCounter, system: str = SYSTEM) -> Pipeline:
+def base_pipeline(
+    kb: Retriever, url: str, count: TokenCounter, system: str = SYSTEM, grounding_threshold: float = 0.0
+) -> Pipeline:
     """The bot's pipeline over `kb`, asking the base model at `url`; it waits as long as busy cores
     need, where the bot would tell the person after ANSWER_TIMEOUT_SECONDS."""
     return Pipeline(
@@ -52,6 +62,7 @@ def base_pipeline(kb: Retriever, url: str, count: TokenCounter, system: str = SY
         count_tokens=count,
         style=PromptStyle(company="Larkspur Systems", system=system),
         answer_timeout=900,
+        grounding_threshold=grounding_threshold,
     )
 
 

@@ -1,0 +1,151 @@
+"""Grounding-check tuning on the train and validation splits (never test): the model's yes-share of
+`bot.grounding.CHECK` for covered questions and for `quality.UNCOVERED_TUNING`, and for each
+threshold the share of each that the check would refuse, alone and together with the answers the
+model refuses by itself (`--answers`, a bench/prompt.py JSON with the same questions' answers).
+
+    .venv/bin/python bench/grounding.py --model qwen2.5-coder-1.5b-instruct   # starts vLLM
+    .venv/bin/python bench/grounding.py --url http://127.0.0.1:8000           # a running server
+
+Writes bench/results/grounding_MODEL.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+from machine import describe  # noqa: E402
+from model_servers import running_server, vllm_python  # noqa: E402
+from quality import UNCOVERED_TUNING, base_pipeline  # noqa: E402
+from screening import open_sample_knowledge  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from bot import grounding  # noqa: E402
+from bot.knowledge import load_embedder  # noqa: E402
+from bot.knowledge.evaluate import load_questions  # noqa: E402
+from bot.pipeline import Pipeline, Question  # noqa: E402
+from chatbot.wiring import token_counter  # noqa: E402
+from model_server.prepare import prepare_base_model  # noqa: E402
+
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+
+
+async def yes_shares(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any]]:
+    """Each question's yes-share, asked as the pipeline would (one at a time: the timings are the
+    check's own); None where nothing was retrieved (refused without a model)."""
+    rows = []
+    for text in tqdm(texts, desc="grounding check", unit="q"):
+        prompt = await pipeline._prompt(Question(text, platform="cli", user_id="bench"), ())
+        row: dict[str, Any] = {"question": text, "yes_share": None, "seconds": 0.0}
+        if prompt.messages:
+            started = time.perf_counter()
+            check = await pipeline.client.chat(
+                grounding.check_messages(prompt.messages), model="base", max_tokens=1, top_logprobs=10
+            )
+            row.update(
+                yes_share=grounding.yes_share(check.first_alternatives),
+                seconds=round(time.perf_counter() - started, 2),
+            )
+        rows.append(row)
+    return rows
+
+
+def refused_by_itself(answers: Path | None) -> dict[str, bool]:
+    """Question text -> the model's answer refused, from a bench/prompt.py JSON (its v0 variant)."""
+    if answers is None:
+        return {}
+    variant = json.loads(answers.read_text())["variants"]["v0"]["rows"]
+    texts = {q["id"]: q["question"] for q in load_questions()}
+    refused = {texts[r["id"]]: bool(r["refused"]) for r in variant["covered"]}
+    refused |= {r["question"]: bool(r["refused"]) for r in variant["uncovered"]}
+    return refused
+
+
+Rows = list[dict[str, Any]]
+
+
+def sweep(covered: Rows, uncovered: Rows, itself: dict[str, bool]) -> list[dict[str, Any]]:
+    def refused(row: dict[str, Any], threshold: float, with_answers: bool) -> bool:
+        share = row["yes_share"]
+        by_check = share is None or share < threshold  # None: nothing retrieved, refused anyway
+        return by_check or (with_answers and itself.get(row["question"], False))
+
+    def rate(rows: list[dict[str, Any]], threshold: float, with_answers: bool) -> float:
+        return round(sum(refused(r, threshold, with_answers) for r in rows) / len(rows), 4)
+
+    return [
+        {
+            "threshold": t,
+            "covered_refused_by_check": rate(covered, t, False),
+            "uncovered_refused_by_check": rate(uncovered, t, False),
+            "covered_refused_with_answers": rate(covered, t, True),
+            "uncovered_refused_with_answers": rate(uncovered, t, True),
+        }
+        for t in THRESHOLDS
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="catalog name or model directory (default: BASE_MODEL's)")
+    parser.add_argument("--url", default="", help="a running model server serving that model as 'base'")
+    parser.add_argument("--train", type=int, default=30, help="train questions besides validation")
+    parser.add_argument("--answers", type=Path, default=None, help="bench/prompt.py JSON of the same model")
+    parser.add_argument("--data-dir", default=str(REPO / "data"))
+    parser.add_argument("--index", default=str(REPO / "data" / "index"))
+    args = parser.parse_args()
+
+    model_dir = prepare_base_model(Path(args.data_dir), args.model)
+    covered_texts = [q["question"] for q in load_questions(splits=["validation"])]
+    covered_texts += [q["question"] for q in load_questions(splits=["train"])[: args.train]]
+    out = REPO / "bench" / "results" / f"grounding_{model_dir.name}.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = open_sample_knowledge(Path(tmp), args.index, load_embedder())
+
+        def run(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            pipeline = base_pipeline(kb, url, token_counter(model_dir))
+
+            async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                covered = await yes_shares(pipeline, covered_texts)
+                uncovered = await yes_shares(pipeline, list(UNCOVERED_TUNING))
+                await pipeline.client.aclose()
+                return covered, uncovered
+
+            return asyncio.run(both())
+
+        if args.url:
+            covered, uncovered = run(args.url)
+        else:
+            backend = "vllm" if vllm_python() else "transformers"
+            with running_server(backend, model_dir, Path(tmp) / "server.log") as url:
+                covered, uncovered = run(url)
+    report = {
+        "benchmark": "grounding",
+        "machine": describe(),
+        "settings": {
+            "model": model_dir.name,
+            "check": grounding.CHECK,
+            "covered_questions": len(covered),
+            "uncovered_questions": len(uncovered),
+            "answers_from": str(args.answers) if args.answers else None,
+        },
+        "sweep": sweep(covered, uncovered, refused_by_itself(args.answers)),
+        "rows": {"covered": covered, "uncovered": uncovered},
+    }
+    for row in report["sweep"]:
+        print(json.dumps(row))
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
