@@ -76,6 +76,35 @@ def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: py
     assert train_config(Settings()).max_length == 3072
 
 
+def test_a_retrain_trains_as_its_base_model_wants_unless_the_settings_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chatbot.cmd_retrain import train_config
+    from chatbot.wiring import grounding_threshold
+    from model_server import catalog
+
+    monkeypatch.setenv("BASE_MODEL", "qwen2.5-coder-1.5b-instruct")
+    big = catalog.lookup("qwen2.5-coder-1.5b-instruct")
+    cfg = train_config(Settings())
+    assert (cfg.epochs, cfg.learning_rate, cfg.time_budget_s) == (
+        big.retrain.epochs,
+        big.retrain.learning_rate,
+        big.retrain.train_minutes * 60,
+    )
+    assert cfg.gradient_checkpointing and grounding_threshold(Settings()) == big.grounding_threshold > 0
+    monkeypatch.setenv("RETRAIN_EPOCHS", "1.5")
+    monkeypatch.setenv("RETRAIN_TRAIN_MINUTES", "0")
+    monkeypatch.setenv("RETRAIN_GRADIENT_CHECKPOINTING", "false")
+    monkeypatch.setenv("GROUNDING_THRESHOLD", "0")
+    cfg = train_config(Settings())
+    assert (cfg.epochs, cfg.time_budget_s, cfg.gradient_checkpointing) == (1.5, 0.0, False)
+    assert grounding_threshold(Settings()) == 0.0
+    # a model directory outside the catalog gets the generic defaults
+    monkeypatch.delenv("RETRAIN_EPOCHS")
+    monkeypatch.setenv("BASE_MODEL", "/models/my-own-model")
+    assert train_config(Settings()).epochs == catalog.RetrainDefaults().epochs
+
+
 def test_console_users_are_name_token_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSOLE_USERS", " alice:tok-alice-0123456789 , bob.smith:tok:with:colons-0123 ,")
     assert Settings().console_logins() == {
