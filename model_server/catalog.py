@@ -88,16 +88,20 @@ def load_catalog(path: Path = CATALOG_FILE) -> dict[str, CatalogModel]:
     }
 
 
+def _entry_for(base_model: str) -> CatalogModel | None:
+    """BASE_MODEL's catalog entry (empty: DEFAULT_MODEL); None for a model directory, GGUF file or hub id."""
+    return load_catalog().get(base_model or DEFAULT_MODEL)
+
+
 def grounding_threshold(base_model: str) -> float:
-    """The catalog's grounding threshold for `base_model` (empty: DEFAULT_MODEL); 0 for others."""
-    entry = load_catalog().get(base_model or DEFAULT_MODEL)
+    """The catalog's grounding threshold for `base_model`; 0 (no check) outside the catalog."""
+    entry = _entry_for(base_model)
     return entry.grounding_threshold if entry is not None else 0.0
 
 
 def retrain_defaults(base_model: str) -> RetrainDefaults:
-    """The catalog's retrain defaults for `base_model` (a name, or empty for DEFAULT_MODEL); the
-    generic ones for a model directory, GGUF file or hub id."""
-    entry = load_catalog().get(base_model or DEFAULT_MODEL)
+    """The catalog's retrain defaults for `base_model`; the generic ones outside the catalog."""
+    entry = _entry_for(base_model)
     return entry.retrain if entry is not None else RetrainDefaults()
 
 
