@@ -48,13 +48,8 @@ async def yes_shares(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any
         row: dict[str, Any] = {"question": text, "yes_share": None, "seconds": 0.0}
         if prompt.messages:
             started = time.perf_counter()
-            check = await pipeline.client.chat(
-                grounding.check_messages(prompt.messages), model="base", max_tokens=1, top_logprobs=10
-            )
-            row.update(
-                yes_share=grounding.yes_share(check.first_alternatives),
-                seconds=round(time.perf_counter() - started, 2),
-            )
+            share = await pipeline.grounding_share(prompt.messages, prompt.model)
+            row.update(yes_share=share, seconds=round(time.perf_counter() - started, 2))
         rows.append(row)
     return rows
 

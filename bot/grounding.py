@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-Message = dict[str, str]
+from bot.prompts import Message
 
 CHECK = (
     "Before answering: is the answer to this question written in the documents above? "

@@ -195,12 +195,16 @@ class Pipeline:
         """The prompt marked ungrounded where the model says its passages do not answer it."""
         if self.grounding_threshold <= 0:
             return prompt
-        check = await self.client.chat(
-            grounding.check_messages(prompt.messages), model=prompt.model, max_tokens=1, top_logprobs=10
-        )
-        share = grounding.yes_share(check.first_alternatives)
+        share = await self.grounding_share(prompt.messages, prompt.model)
         log.debug("question %s: grounding yes-share %s", prompt.question_id, share)
         return replace(prompt, ungrounded=share is not None and share < self.grounding_threshold)
+
+    async def grounding_share(self, messages: list[dict[str, str]], model: str) -> float | None:
+        """The model's yes-share of bot.grounding.CHECK after `messages` (None: neither word)."""
+        check = await self.client.chat(
+            grounding.check_messages(messages), model=model, max_tokens=1, top_logprobs=10
+        )
+        return grounding.yes_share(check.first_alternatives)
 
     def _observe(self, question: Question, answer: Answer | None, started: float) -> None:
         seconds = time.perf_counter() - started
