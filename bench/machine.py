@@ -60,10 +60,16 @@ class PeakRss:
             if self._stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> PeakRss:
+    def start(self) -> PeakRss:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+    def __enter__(self) -> PeakRss:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -26,7 +26,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -36,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from machine import describe, tree_rss  # noqa: E402
+from machine import PeakRss, describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "train_step.json"
 # name -> (rows per forward pass (0: the whole batch), training loss on the answer positions alone)
@@ -113,15 +112,7 @@ def main() -> None:
         "--server-pid", type=int, default=0, help="a model server running meanwhile: its peak memory is kept"
     )
     args = parser.parse_args()
-    server_peak = [tree_rss(args.server_pid)] if args.server_pid else []
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.wait(1.0):
-            server_peak.append(tree_rss(args.server_pid))
-
-    if args.server_pid:
-        threading.Thread(target=sample, daemon=True).start()
+    server = PeakRss(args.server_pid).start() if args.server_pid else None
 
     examples = served_examples(args.steps * args.batch_size)
     from chatbot.settings import Settings
@@ -149,12 +140,12 @@ def main() -> None:
         print(f"{layout}: {row}", flush=True)
         report["layouts"][layout] = row
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    sampling.set()
-    if server_peak:
+    if server is not None:
+        server.stop()
         # what a retrain and the model server hold together at their peaks, beside the bot
-        report["server_peak_rss_gb"] = round(max(server_peak) / 1e9, 2)
+        report["server_peak_rss_gb"] = round(server.peak / 1e9, 2)
         for row in report["layouts"].values():
-            row["with_server_peak_gb"] = round(row["peak_rss_gb"] + max(server_peak) / 1e9, 2)
+            row["with_server_peak_gb"] = round(row["peak_rss_gb"] + server.peak / 1e9, 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {args.out}")
