@@ -30,6 +30,7 @@ from retrain.answer_loss import AnswerPositionsTrainer
 from retrain.budget import StopAtTimeBudget, budget_decay
 from retrain.dataset import Example
 from retrain.errors import TrainingFailed
+from retrain.heap import TrimHeapEachStep
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def make_trainer(
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[StopOnNaN()],
+        callbacks=[StopOnNaN(), TrimHeapEachStep()],
     )
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from retrain.dataset import Example
+from retrain.heap import TrimHeapEachStep
 from retrain.train import TrainConfig, TrainingFailed, make_trainer, run_trainer
 
 SYSTEM = {"role": "system", "content": "Answer only from the documents.\n\nDocuments:\n[1] Leave\n27 days."}
@@ -109,3 +110,8 @@ def test_gradient_checkpointing_trains_the_same_adapter(base_model_dir: Path, tm
     assert weights[True].keys() == weights[False].keys()
     for name, plain in weights[False].items():
         torch.testing.assert_close(weights[True][name], plain, rtol=1e-3, atol=1e-5)
+
+
+def test_the_trainer_gives_freed_memory_back_after_each_step(base_model_dir: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(base_model_dir, _examples(1), [], tmp_path / "a", TrainConfig(max_steps=1))
+    assert any(isinstance(c, TrimHeapEachStep) for c in trainer.callback_handler.callbacks)
