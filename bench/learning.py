@@ -275,7 +275,8 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         assert queued.id is not None
         retrain_started = time.perf_counter()
         peak = PeakRss(os.getpid())  # this process (retrain, embedder, pipeline) and the model server
-        with peak, ModelClient(server, timeout=600) as sync_client:
+        own = PeakRss(os.getpid(), descendants=False)  # the retrain's part of it
+        with peak, own, ModelClient(server, timeout=600) as sync_client:
             outcome = await asyncio.to_thread(
                 run_retrain,
                 job,
@@ -340,6 +341,9 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             "reason": outcome.reason,
             "wall_seconds": round(retrain_s, 1),
             "peak_rss_gb_with_server": round(peak.peak / 1e9, 2),
+            "peak_rss_gb_this_process": round(own.peak / 1e9, 2),
+            # [seconds into the retrain, GB]: where the peak is (training steps, evaluation, gate)
+            "rss_timeline_gb": {"with_server": peak.timeline_gb(), "this_process": own.timeline_gb()},
             "timings": outcome.figures.get("timings"),
             "training": outcome.figures.get("training"),
             "gate": outcome.figures.get("gate"),
