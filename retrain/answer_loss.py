@@ -7,7 +7,7 @@ passages and question for ~50 tokens of answer, and the head projects each posit
 49,152-token vocabulary, forward and backward. Here, on a CPU, a training step runs the backbone,
 picks the hidden states whose next token is part of the answer, and projects only those: the same
 loss (summed over answer tokens, divided by the batch's answer tokens as TRL does), a fraction of
-the work (bench/train_step.py, `one-per-pass` against `one-per-pass-trl-head`).
+the work (docs/decisions.md).
 
 Evaluation (the validation loss of the candidate and of the live model) stays TRL's own, so that
 both are measured one way.

@@ -11,12 +11,9 @@ The validation loss comes from training (`retrain.train`), for both models on th
 `decide` is pure, so the rules are tested on constructed figures:
   - no question may fail to get an answer;
   - validation loss within `loss_margin` (relative, default 20%) of the live one: a guard against a
-    broken adapter (diverged, NaN), not a judge of a good one. The loss is on other questions'
-    reference answers, read token by token; an adapter that learned its corrections shifts some
-    probability towards them and raises it a little while its generated answers get much better:
-    the candidates of bench/results/learning*.json rose 0-10% above the base model's 1.82 with
-    validation token-F1 0.26-0.34 against 0.12 (learning_no_twins_seed1.json: 1.95, +7%;
-    learning_seed2.json: 2.00, +10%). What users read is judged by the generated measures below;
+    broken adapter (diverged, NaN), not a judge of a good one: an adapter that learned its
+    corrections raises it a little while its answers get better (docs/decisions.md, "The gate's loss
+    margin"). What users read is judged by the generated measures below;
   - validation token-F1, key-fact rate and liked-answer F1 within `margin` (absolute) of the live;
   - the corrected questions answered right at `corrected_min_rate` (default: all of them).
 A check whose figure is missing on either side (no key facts, nothing liked yet) is skipped and

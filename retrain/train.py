@@ -48,11 +48,7 @@ __all__ = [
 
 @dataclass
 class TrainConfig:
-    # 16, the server's default MAX_LORA_RANK: a default retrain stated the key fact for 14 of 20 reworded
-    # corrected questions and answered all 20 corrected ones right, against 12 and 18 at rank 8, and
-    # 11 and 20 at rank 32, whose validation loss rose past the base model's (training seed 0; at rank
-    # 16 seeds 1 and 2 gave 13 and 20, 13 and 19) (bench/results/learning_no_twins*.json, learning_rank*.json;
-    # 32 examples, before corrections had grounded twins)
+    # 16: learned more corrections than 8 or 32 (docs/decisions.md, "LoRA rank 16")
     rank: int = field(default=16, metadata={"help": "LoRA rank; must not exceed the server's MAX_LORA_RANK."})
     alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / rank)."})
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
@@ -150,7 +146,7 @@ def make_trainer(
         logging_steps=1,
         # The Trainer hides NaN/inf losses from its logs by default; StopOnNaN needs to see them.
         logging_nan_inf_filter=False,
-        # TRL turns this on by default; for a small model it only costs time (bench/train_step.py).
+        # TRL turns this on by default; per model, as it costs time and saves memory (docs/decisions.md).
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         save_strategy="no",
@@ -158,8 +154,7 @@ def make_trainer(
         report_to="none",
         seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(),
-        # TRL turns bf16 on by default. On a CPU without bf16 instructions (AVX-512 BF16 / AMX) autocast
-        # then runs every matmul through a slow generic kernel: one step took 650 s instead of ~40 s here.
+        # TRL turns bf16 on by default; on a CPU autocast can run every matmul through a slow generic kernel.
         bf16=use_bf16(),
         disable_tqdm=not progress,
     )
@@ -197,10 +192,8 @@ class RetrainTrainer(AnswerPositionsTrainer):
 def rows_per_pass(cfg: TrainConfig) -> int:
     """Conversations per forward pass; the rest of a batch is gradient accumulation.
 
-    On a CPU, one: batched rows of different lengths need padding and an attention mask, and with a
-    mask torch's CPU attention falls back to the kernel that materialises every attention matrix. On
-    2 cores a step of 4 served conversations took 37.4 s that way and 21.5 s one at a time, and
-    15.2 GB instead of 4.7 at its peak (bench/train_step.py). A GPU's kernels take the mask in stride."""
+    On a CPU, one: with padding and a mask torch's CPU attention materialises every attention matrix
+    (docs/decisions.md, "one conversation per forward pass"). A GPU's kernels take the mask in stride."""
     automatic = cfg.batch_size if torch.cuda.is_available() else 1
     rows = cfg.rows_per_pass if cfg.rows_per_pass > 0 else automatic
     if cfg.batch_size % rows:
