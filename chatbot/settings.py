@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )
-    # Unset: the base model's own (model_server/catalog.json "retrain", measured per model: docs/decisions.md).
+    # Unset: the base model's own (catalog.json "retrain", measured per model: docs/decisions.md).
     retrain_epochs: float | None = Field(
         None,
         gt=0,
