@@ -37,6 +37,18 @@ def _client(handler) -> ModelClient:  # type: ignore[no-untyped-def]
     return ModelClient("http://model", transport=httpx.MockTransport(handler), retries=2)
 
 
+async def _streamed(handler, into: list | None = None, **options) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Everything `AsyncModelClient.chat_stream` yields, appended to `into` as it comes."""
+    client = AsyncModelClient("http://model", transport=httpx.MockTransport(handler), retries=2)
+    items = [] if into is None else into
+    try:
+        async for item in client.chat_stream([{"role": "user", "content": "Leave?"}], **options):
+            items.append(item)
+    finally:
+        await client.aclose()
+    return items
+
+
 def test_chat_sends_the_openai_payload_and_parses_the_answer() -> None:
     seen: list[dict] = []
 
@@ -51,7 +63,7 @@ def test_chat_sends_the_openai_payload_and_parses_the_answer() -> None:
     assert result.confidence == pytest.approx(math.exp(-0.2))
 
 
-def test_stream_yields_deltas_until_done() -> None:
+async def test_stream_yields_deltas_until_done() -> None:
     chunks = [
         {"choices": [{"delta": {"role": "assistant"}}]},
         {"choices": [{"delta": {"content": "25"}}]},
@@ -63,10 +75,8 @@ def test_stream_yields_deltas_until_done() -> None:
         assert json.loads(request.content)["stream"] is True
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
-    assert list(_client(handler).stream([{"role": "user", "content": "Leave?"}], model="base")) == [
-        "25",
-        " days",
-    ]
+    *deltas, result = await _streamed(handler, model="base", logprobs=False)
+    assert deltas == ["25", " days"] and isinstance(result, ChatResult)
 
 
 @pytest.mark.parametrize(
@@ -177,14 +187,14 @@ STREAMED = _sse(
 )
 
 
-def test_chat_stream_yields_deltas_then_the_whole_result_with_logprobs_and_usage() -> None:
+async def test_chat_stream_yields_deltas_then_the_whole_result_with_logprobs_and_usage() -> None:
     seen: list[dict] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content))
         return httpx.Response(200, text=STREAMED, headers={"content-type": "text/event-stream"})
 
-    items = list(_client(handler).chat_stream([{"role": "user", "content": "Leave?"}], model="kb-v1"))
+    items = await _streamed(handler, model="kb-v1")
     assert seen[0]["stream"] is True and seen[0]["logprobs"] is True
     assert seen[0]["stream_options"] == {"include_usage": True}
     assert items[:2] == ["25", " days."]
@@ -225,19 +235,17 @@ async def test_async_chat_stream_gives_the_same() -> None:
         ),
     ],
 )
-def test_a_broken_stream_is_an_error_not_a_short_answer(body: str, error: type, words: str) -> None:
-    client = _client(
-        lambda request: httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
-    )
+async def test_a_broken_stream_is_an_error_not_a_short_answer(body: str, error: type, words: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
     items: list[object] = []
     with pytest.raises(error, match=words):
-        for item in client.chat_stream([{"role": "user", "content": "Hi"}], model="base"):
-            items.append(item)
+        await _streamed(handler, items, model="base")
     assert items == ["25"]
 
 
-def test_a_refused_stream_keeps_the_servers_message() -> None:
+async def test_a_refused_stream_keeps_the_servers_message() -> None:
     body = {"error": {"message": "The model `kb-v9` does not exist.", "type": "NotFoundError"}}
-    client = _client(lambda request: httpx.Response(404, json=body))
     with pytest.raises(ModelNotFound, match="kb-v9"):
-        list(client.chat_stream([{"role": "user", "content": "Hi"}], model="kb-v9"))
+        await _streamed(lambda request: httpx.Response(404, json=body), model="kb-v9")

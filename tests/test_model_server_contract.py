@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,16 +67,25 @@ def test_chat_with_logprobs_and_usage(client: ModelClient) -> None:
     assert result.confidence is not None and 0 < result.confidence <= 1
 
 
-def test_stream_gives_the_same_greedy_text(client: ModelClient) -> None:
+async def _streamed(server: str, **options: Any) -> list[str | ChatResult]:
+    async_client = AsyncModelClient(server, timeout=300)
+    try:
+        return [item async for item in async_client.chat_stream(QUESTION, model="base", **options)]
+    finally:
+        await async_client.aclose()
+
+
+def test_stream_gives_the_same_greedy_text(server: str, client: ModelClient) -> None:
     plain = client.chat(QUESTION, model="base", max_tokens=16, logprobs=False).text
-    assert "".join(client.stream(QUESTION, model="base", max_tokens=16)) == plain
+    *deltas, _ = asyncio.run(_streamed(server, max_tokens=16, logprobs=False))
+    assert "".join(str(d) for d in deltas) == plain
 
 
 def test_stream_carries_the_logprobs_and_usage_of_the_whole_completion(
     server: str, client: ModelClient
 ) -> None:
     whole = client.chat(QUESTION, model="base", max_tokens=16)
-    *deltas, result = client.chat_stream(QUESTION, model="base", max_tokens=16)
+    *deltas, result = asyncio.run(_streamed(server, max_tokens=16))
     assert len(deltas) >= 2 and all(isinstance(d, str) for d in deltas)
     assert isinstance(result, ChatResult)
     assert "".join(deltas) == result.text == whole.text
@@ -84,17 +94,6 @@ def test_stream_carries_the_logprobs_and_usage_of_the_whole_completion(
     assert len(result.token_logprobs) == result.completion_tokens  # one per token, streamed in its chunk
     assert result.token_logprobs == pytest.approx(whole.token_logprobs, abs=1e-2)
     assert result.confidence == pytest.approx(whole.confidence, abs=1e-2)
-
-    async def streamed_async() -> list[str | ChatResult]:
-        async_client = AsyncModelClient(server, timeout=300)
-        try:
-            return [item async for item in async_client.chat_stream(QUESTION, model="base", max_tokens=16)]
-        finally:
-            await async_client.aclose()
-
-    *async_deltas, async_result = asyncio.run(streamed_async())
-    assert isinstance(async_result, ChatResult) and "".join(async_deltas) == whole.text
-    assert async_result.token_logprobs == pytest.approx(whole.token_logprobs, abs=1e-2)
 
 
 def test_unknown_model_is_404(client: ModelClient) -> None:
