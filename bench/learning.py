@@ -49,11 +49,11 @@ from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from bot.curation import ReviewDesk, ReviewPolicy  # noqa: E402
 from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline  # noqa: E402
 from bot.prompts import PromptStyle  # noqa: E402
+from bot.review.desk import ReviewDesk, ReviewPolicy  # noqa: E402
 from chatbot.cmd_feedback import prompt_builders_over  # noqa: E402
 from chatbot.cmd_retrain import sample_key_facts, train_config  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402

@@ -50,9 +50,9 @@ from slack_server import (  # noqa: E402
     signature_headers,
 )
 
+from bot.inflight import MAX_CONCURRENT_ANSWERS  # noqa: E402
 from bot.server import build_app  # noqa: E402
 from bot.slack import build_slack_app  # noqa: E402
-from bot.slack.deps import MAX_CONCURRENT_ANSWERS  # noqa: E402
 
 TARGET_P99_MS = 100.0
 

@@ -31,7 +31,7 @@ from bot.prompts import (
     approx_tokens,
     build_messages,
 )
-from bot.reviewed import REVIEWED_ADAPTER, ReviewedAnswers, ReviewedMatch
+from bot.review.reviewed_answers import REVIEWED_ADAPTER, ReviewedAnswers, ReviewedMatch
 from feedback import store
 from feedback.db import Database
 from model_server.client import AsyncModelClient, ChatResult

@@ -26,12 +26,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot import console as web_console
 from bot.banner import SlackSignIn, banner
+from bot.inflight import Inflight
 from bot.metrics import BotMetrics
-from bot.review_news import slack_news, teams_news, together
-from bot.slack import Deps, Inflight, Records, build_slack_app, gate
+from bot.records import Records
+from bot.review.news import together
+from bot.slack import Deps, build_slack_app, gate
 from bot.slack.listeners.review import post_missing_cards
-from bot.slack.review_notify import web_client
+from bot.slack.review_notify import slack_news, web_client
 from bot.teams import TeamsDeps, TeamsEndpoint
+from bot.teams.review_notify import teams_news
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
 from model_server.health import HealthCache

@@ -36,8 +36,9 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from bot.pipeline import Pipeline
+from bot.records import Records
 from bot.server import build_app
-from bot.slack import Deps, Records, build_slack_app
+from bot.slack import Deps, build_slack_app
 from feedback import migrate
 from feedback.db import Database
 from model_server.client import AsyncModelClient

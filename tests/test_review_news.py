@@ -33,16 +33,17 @@ from sqlmodel import select
 from teams_server import PERSONAL, TeamsBot, card_execute, feedback_invoke, message, running_teams_bot
 
 from bot.console.core import CONSOLE
-from bot.curation import ReviewDesk, ReviewPolicy
 from bot.pipeline import Pipeline
-from bot.review_news import slack_news, teams_news, together
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from bot.review.news import together
 from bot.server import application
 from bot.slack import Deps
 from bot.slack.app import web_client as async_web_client
 from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_blocks import REJECT_ACTION
-from bot.slack.review_notify import web_client
+from bot.slack.review_notify import slack_news, web_client
 from bot.teams import replies
+from bot.teams.review_notify import teams_news
 from chatbot import wiring
 from chatbot.cli import main
 from chatbot.settings import Settings

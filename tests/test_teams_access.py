@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from teams_server import ADA, TeamsBot, message, running_teams_bot
 
+from bot.records import Records
 from bot.server import _teams
-from bot.slack import Deps, Records
+from bot.slack import Deps
 from bot.teams import access, cards, endpoint
 from chatbot.settings import Settings
 from feedback import queries

@@ -10,8 +10,9 @@ import pytest
 from teams_server import TeamsBot, card_execute, message, running_teams_bot
 
 from bot.admin import AdminCommands
+from bot.records import Records
 from bot.server import _teams
-from bot.slack import Deps, Records
+from bot.slack import Deps
 from bot.teams import cards
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
