@@ -29,9 +29,10 @@ from slack_server import (
 )
 
 from bot.pipeline import Pipeline
-from bot.server import application, build_app
+from bot.server import build_app
 from bot.slack import build_slack_app
 from chatbot import wiring
+from chatbot.bot_process import application
 from chatbot.settings import Settings, SettingsError
 from feedback import migrate
 from feedback.db import Database
