@@ -6,9 +6,16 @@ RetrainError
 │   ├── VersionExists   the folder is there already; versions are never overwritten
 │   └── Unservable      the adapter is something vLLM refuses (rank, modules_to_save, DoRA)
 └── PromotionFailed     the model server would not serve the adapter; SQL was not changed
+
+`failure_reason` words any exception a run ends with as one line for its record and the admin channel.
 """
 
 from __future__ import annotations
+
+import errno
+
+from feedback.errors import FeedbackError
+from model_server.errors import ModelServerError
 
 
 class RetrainError(Exception):
@@ -33,3 +40,14 @@ class Unservable(RegistryError):
 
 class PromotionFailed(RetrainError):
     pass
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line an admin can act on; the traceback stays in the log."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"The disk is full ({exc.filename or 'while writing'}); free space and queue the run again."
+    if isinstance(exc, RetrainError | ModelServerError | FeedbackError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"A file operation failed: {exc}"
+    return f"Unexpected error ({type(exc).__name__}: {exc}); the log has the traceback."
