@@ -12,7 +12,7 @@ wording is tested without a server.
 
 from __future__ import annotations
 
-from bot.server import SlackSignIn
+from bot.slack.web import SlackSignIn
 from chatbot.settings import Settings
 
 SLACK_DOCS = "docs/slack.md"

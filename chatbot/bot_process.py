@@ -12,9 +12,10 @@ from bot import console as web_console
 from bot.metrics import BotMetrics
 from bot.records import Records
 from bot.review.news import together
-from bot.server import DRAIN_SECONDS, SLACK_SIGN_IN, build_app, review_cards
+from bot.server import DRAIN_SECONDS, build_app
 from bot.slack import Deps, build_slack_app
 from bot.slack.review_notify import slack_news, web_client
+from bot.slack.web import SLACK_SIGN_IN, SlackRoutes, review_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
 from bot.teams.review_notify import teams_news
 from chatbot.banner import banner
@@ -90,12 +91,11 @@ async def application(settings: Settings) -> web.Application:
             api_url=settings.slack_api_url,
             session=session,
         )
+    routes = None if slack is None else SlackRoutes(slack, signing_secret, socket_mode_token=app_token)
     app = build_app(
-        slack=slack,
+        slack=routes,
         teams=teams,
         inflight=deps.inflight,
-        socket_mode_token=app_token,
-        signing_secret=signing_secret,
         metrics=metrics,
         console=console,
         model_health=HealthCache(lambda seconds: pipeline.client.health(timeout=seconds)),

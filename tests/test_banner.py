@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.server import SlackSignIn
+from bot.slack.web import SlackSignIn
 from chatbot.banner import banner
 from chatbot.settings import Settings
 
