@@ -18,16 +18,9 @@ from bot.slack.review_notify import slack_news, web_client
 from bot.slack.web import SLACK_SIGN_IN, SlackRoutes, review_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
 from bot.teams.review_notify import teams_news
+from chatbot import wiring
 from chatbot.banner import banner
 from chatbot.settings import Settings, SettingsError
-from chatbot.wiring import (
-    admin_actions,
-    admin_commands,
-    build_pipeline,
-    open_database,
-    open_knowledge,
-    review_desk,
-)
 from feedback.db import Database
 from model_server.health import HealthCache
 
@@ -47,16 +40,16 @@ async def application(settings: Settings) -> web.Application:
     if not bot_token:
         log.warning("SLACK_BOT_TOKEN is not set: Slack is off")
 
-    database = open_database(settings)
-    knowledge = open_knowledge(settings)
-    pipeline = build_pipeline(settings, database=database, knowledge=knowledge)
-    review = review_desk(settings, database=database, knowledge=knowledge)
+    database = wiring.open_database(settings)
+    knowledge = wiring.open_knowledge(settings)
+    pipeline = wiring.build_pipeline(settings, database=database, knowledge=knowledge)
+    review = wiring.review_desk(settings, database=database, knowledge=knowledge)
     if not review.policy.reviewers:
         log.warning("neither REVIEWERS nor ADMIN_USERS is set: nobody can approve corrections")
     deps = Deps(
         pipeline=pipeline, records=Records(database), review=review, review_channel=settings.review_channel
     )
-    deps.admin = admin_commands(settings, database)
+    deps.admin = wiring.admin_commands(settings, database)
     metrics = BotMetrics(database, base_name=settings.served_model_name)
     pipeline.observers.append(metrics.observe_answer)
     teams = teams_endpoint(settings, deps, database)
@@ -73,7 +66,7 @@ async def application(settings: Settings) -> web.Application:
         database=database,
         records=Records(database, platform=web_console.PLATFORM),
         review=review,
-        admin=admin_actions(settings, database),
+        admin=wiring.admin_actions(settings, database),
         admin_token=settings.admin_token.get_secret_value(),
         console_users=settings.console_logins(),
         chat_open=settings.console_chat_open,
