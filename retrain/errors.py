@@ -42,12 +42,13 @@ class PromotionFailed(RetrainError):
     pass
 
 
-def failure_reason(exc: BaseException) -> str:
-    """One line an admin can act on; the traceback stays in the log."""
+def failure_reason(exc: BaseException, *, log: str = "the log") -> str:
+    """One line an admin can act on; the traceback stays in `log` (which the reader is told)."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"The disk is full ({exc.filename or 'while writing'}); free space and queue the run again."
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"The disk is full{where}; free some space and queue the run again."
     if isinstance(exc, RetrainError | ModelServerError | FeedbackError):
         return str(exc)
     if isinstance(exc, OSError):
         return f"A file operation failed: {exc}"
-    return f"Unexpected error ({type(exc).__name__}: {exc}); the log has the traceback."
+    return f"Unexpected error ({type(exc).__name__}); {log} has the traceback."

@@ -163,7 +163,7 @@ class Jobs:
             return None
         except Exception as exc:
             log.error("retrain run #%d raised", run_id, exc_info=True)
-            self._record_failure(run_id, failure_reason(exc))
+            self._record_failure(run_id, failure_reason(exc, log="the scheduler's log"))
         finally:
             with self._lock:
                 self.running.discard(run_id)
