@@ -47,18 +47,18 @@ from machine import describe  # noqa: E402
 from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 
-from bot.curation import (  # noqa: E402
+from bot.knowledge import load_embedder  # noqa: E402
+from bot.knowledge.evaluate import load_questions  # noqa: E402
+from bot.pipeline import Answer, Pipeline  # noqa: E402
+from bot.prompts import build_messages  # noqa: E402
+from bot.review.desk import (  # noqa: E402
     ReviewDesk,
     ReviewPolicy,
     correction_document,
     correction_source,
     correction_title,
 )
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.pipeline import Answer, Pipeline  # noqa: E402
-from bot.prompts import build_messages  # noqa: E402
-from bot.reviewed import ReviewedAnswers  # noqa: E402
+from bot.review.reviewed_answers import ReviewedAnswers  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402

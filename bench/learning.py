@@ -49,13 +49,11 @@ from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from bot.curation import ReviewDesk, ReviewPolicy  # noqa: E402
 from bot.knowledge import load_embedder  # noqa: E402
 from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Answer, Pipeline  # noqa: E402
-from bot.prompts import PromptStyle  # noqa: E402
-from chatbot.cmd_feedback import prompt_builders_over  # noqa: E402
-from chatbot.cmd_retrain import sample_key_facts, train_config  # noqa: E402
+from bot.review.desk import ReviewDesk, ReviewPolicy  # noqa: E402
+from chatbot.retraining import Retrainer, train_config  # noqa: E402
 from chatbot.settings import Settings  # noqa: E402
 from chatbot.wiring import active_model, grounding_threshold, token_counter  # noqa: E402
 from feedback import store  # noqa: E402
@@ -63,18 +61,14 @@ from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain import promote  # noqa: E402
 from retrain.budget import pick_training  # noqa: E402
-from retrain.dataset import Dataset, Example, Seed, build_dataset  # noqa: E402
-from retrain.gate import GateConfig  # noqa: E402
-from retrain.job import JobConfig, run_retrain  # noqa: E402
+from retrain.dataset import Example  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
-from retrain.pii import Scrubber  # noqa: E402
 from retrain.train import TrainConfig, lora_config, rows_per_pass  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
 # issue #20's targets for the default model: a nightly job may take an hour on a CPU; the retrain and
 # the model server beside the bot within 20 GB of the machine's 24
 REWORDED_TARGET, WALL_TARGET_S, MEMORY_TARGET_GB = 0.9, 3600, 20.0
-MAX_MODEL_LEN = 2048
 
 
 @dataclass
@@ -246,30 +240,16 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
             review = desk.decide(case.correction.id or 0, reviewer=REVIEWER, decision="approve")
             assert review.decided and not review.indexed
 
-        # 4: one retrain, timed end to end
-        seeds = [Seed(q["id"], q["question"], q["answer"], q["split"]) for q in load_questions()]
-        served, grounded = prompt_builders_over(kb, PromptStyle(), MAX_MODEL_LEN - 200)
-
-        def dataset() -> Dataset:
-            with database.reader() as session:
-                return build_dataset(
-                    session,
-                    seeds=seeds,
-                    prompt_for=served,
-                    grounded_prompt_for=grounded,
-                    scrubber=Scrubber(),
-                    count_tokens=count,
-                    max_tokens=MAX_MODEL_LEN,
-                )
-
-        job = JobConfig(
-            adapters_dir=workdir / "adapters",
-            base_model_dir=model_dir,
-            base_model=model_dir.name,
+        # 4: one retrain, timed end to end, built as `chatbot retrain` builds it: the bench's own
+        # store, index and adapters in `workdir`, the prepared model linked in
+        (workdir / "models").symlink_to(model_dir.parent.resolve())
+        retrainer = Retrainer(
+            settings.model_copy(update={"data_dir": workdir, "model_server_url": server}),
+            database,
+            knowledge=kb,
             train=train_cfg,
-            max_examples=settings.retrain_max_examples,
-            gate=GateConfig(margin=settings.gate_margin, loss_margin=settings.gate_loss_margin),
         )
+        job = retrainer.config
         with database.writer() as session:
             queued = store.queue_run(session, trigger="cli", requested_by="bench")
         assert queued.id is not None
@@ -277,15 +257,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         peak = PeakRss(os.getpid())  # this process (retrain, embedder, pipeline) and the model server
         own = PeakRss(os.getpid(), descendants=False)  # the retrain's part of it
         with peak, own, ModelClient(server, timeout=600) as sync_client:
-            outcome = await asyncio.to_thread(
-                run_retrain,
-                job,
-                database,
-                sync_client,
-                run_id=queued.id,
-                dataset=dataset,
-                key_facts=sample_key_facts(),
-            )
+            outcome = await asyncio.to_thread(retrainer, run_id=queued.id)
             retrain_s = time.perf_counter() - retrain_started
             if outcome.status == "rejected" and outcome.adapter:
                 # not promoted: ask the candidate by name, to report what it learned anyway
@@ -298,7 +270,7 @@ async def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         answered_by = {a.adapter for a in after_reworded}
         await client.aclose()
 
-    training_examples, _ = pick_training(dataset().split("train"), job.max_examples)
+    training_examples, _ = pick_training(retrainer.dataset().split("train"), job.max_examples)
     database.dispose()
 
     trainer_tps = float(outcome.figures.get("training", {}).get("tokens_per_s", 0.0))

@@ -50,9 +50,10 @@ from slack_server import (  # noqa: E402
     signature_headers,
 )
 
+from bot.inflight import MAX_CONCURRENT_ANSWERS  # noqa: E402
 from bot.server import build_app  # noqa: E402
 from bot.slack import build_slack_app  # noqa: E402
-from bot.slack.deps import MAX_CONCURRENT_ANSWERS  # noqa: E402
+from bot.slack.web import SlackRoutes  # noqa: E402
 
 TARGET_P99_MS = 100.0
 
@@ -97,7 +98,7 @@ async def serve_bot(api_url: str, db_path: Path, model_delay: float) -> None:
         deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=api_url, session=session
     )
     runner = web.AppRunner(
-        build_app(slack=slack, inflight=deps.inflight, signing_secret=SIGNING_SECRET), access_log=None
+        build_app(slack=SlackRoutes(slack, SIGNING_SECRET), inflight=deps.inflight), access_log=None
     )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -44,11 +44,15 @@ LAYOUTS = {"batched": (0, True), "one-per-pass": (1, True), "one-per-pass-trl-he
 
 def served_examples(count: int) -> list[Any]:
     from bot.knowledge.evaluate import load_questions
-    from chatbot.cmd_feedback import prompt_builders
+    from chatbot.retraining import prompt_builders
     from chatbot.settings import Settings
+    from chatbot.wiring import open_knowledge, prompt_style
     from retrain.dataset import Example
 
-    prompt_for, _ = prompt_builders(Settings())
+    settings = Settings()
+    prompt_for, _ = prompt_builders(
+        open_knowledge(settings), prompt_style(settings), settings.max_model_len - 200
+    )
     questions = load_questions(splits=["train"])[:count]
     return [Example(f"sample:{q['id']}", "sample", prompt_for(q["question"]), q["answer"]) for q in questions]
 
@@ -56,7 +60,7 @@ def served_examples(count: int) -> list[Any]:
 def one_layout(layout: str, examples: list[Any], steps: int, batch_size: int) -> dict[str, Any]:
     from transformers import TrainerCallback
 
-    from chatbot.cmd_retrain import train_config
+    from chatbot.retraining import train_config
     from chatbot.settings import Settings
     from model_server.prepare import prepare_base_model
     from retrain.train import make_trainer

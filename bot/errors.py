@@ -5,6 +5,9 @@ BotError
 ├── AnswerUnavailable   the model server is down or failing; the question was still recorded
 │   └── AnswerDelayed   it took longer than the pipeline's answer_timeout
 └── NotAReviewer        someone who is not a reviewer tried to decide on a correction
+
+SettingsError (not a BotError: it stops the process, no asker reads it) names a setting the bot
+cannot start with and says what to do; `chatbot.settings` raises the same class.
 """
 
 from __future__ import annotations
@@ -45,3 +48,7 @@ class NotAReviewer(BotError):
     def __init__(self, user_id: str) -> None:
         super().__init__(f"{user_id} is not a reviewer")
         self.user_id = user_id
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names it and says what to do."""

@@ -18,10 +18,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from bot import grounding
-from bot.errors import AnswerDelayed, AnswerUnavailable, EmptyQuestion
+from bot import grounding, records
+from bot.errors import AnswerDelayed, AnswerUnavailable, BotError, EmptyQuestion
 from bot.prompts import (
     NOT_COVERED,
     PassageLike,
@@ -31,13 +31,14 @@ from bot.prompts import (
     approx_tokens,
     build_messages,
 )
-from bot.reviewed import REVIEWED_ADAPTER, ReviewedAnswers, ReviewedMatch
+from bot.review.reviewed_answers import REVIEWED_ADAPTER, ReviewedAnswers, ReviewedMatch
 from feedback import store
 from feedback.db import Database
 from model_server.client import AsyncModelClient, ChatResult
 from model_server.errors import ModelServerError
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")  # a platform's reply
 
 
 class Passage(PassageLike, Protocol):
@@ -237,11 +238,10 @@ class Pipeline:
     async def _record_question(self, question: Question) -> int | None:
         if self.database is None:
             return None
-        database = self.database
-
-        def write() -> int | None:
-            with database.writer() as session:
-                return store.record_question(
+        return await records.write(
+            self.database,
+            lambda session: (
+                store.record_question(
                     session,
                     platform=question.platform,
                     user_id=question.user_id,
@@ -250,8 +250,8 @@ class Pipeline:
                     channel=question.channel,
                     thread=question.thread,
                 ).id
-
-        return await asyncio.to_thread(write)
+            ),
+        )
 
     async def _finish(self, prompt: _Prompt, result: ChatResult | None, started: float) -> Answer:
         """Record the answer (the prompt exactly as served included) and package it. Without a
@@ -280,11 +280,10 @@ class Pipeline:
         }
         answer_id = None
         if self.database is not None and question_id is not None:
-            database = self.database
-
-            def write() -> int | None:
-                with database.writer() as session:
-                    return store.record_answer(
+            answer_id = await records.write(
+                self.database,
+                lambda session: (
+                    store.record_answer(
                         session,
                         question_id=question_id,
                         text=text,
@@ -296,8 +295,8 @@ class Pipeline:
                         latency_ms=timings["total_ms"],
                         reviewed_correction_id=reviewed.correction_id if reviewed else None,
                     ).id
-
-            answer_id = await asyncio.to_thread(write)
+                ),
+            )
         return Answer(
             text=text,
             sources=sources,
@@ -309,6 +308,28 @@ class Pipeline:
             answer_id=answer_id,
             reviewed_correction_id=reviewed.correction_id if reviewed else None,
         )
+
+
+async def ask(
+    pipeline: Pipeline,
+    question: Question,
+    history: Sequence[Turn] = (),
+    *,
+    reply: Callable[[Answer], R],
+    notice: Callable[[str], R],
+) -> tuple[Answer | None, R]:
+    """The answer and the platform's reply for it, or a kind notice when there is no answer to give
+    (what went wrong is logged, never shown)."""
+    where = f"{question.platform} {question.channel}/{question.thread}"
+    try:
+        answer = await pipeline.answer(question, history)
+    except BotError as exc:
+        log.warning("no answer in %s: %s", where, exc)
+        return None, notice(exc.user_message)
+    except Exception:
+        log.exception("answering in %s failed", where)
+        return None, notice(BotError.user_message)
+    return answer, reply(answer)
 
 
 async def _next(stream: AsyncIterator[str | ChatResult], timeout: float) -> str | ChatResult | None:

@@ -116,6 +116,6 @@ def show_settings() -> None:
 @main.command("bot")
 def bot_command() -> None:
     """Start the bot: Slack (HTTP at /slack/events, or Socket Mode with SLACK_APP_TOKEN) and /healthz."""
-    from bot.server import serve
+    from chatbot.bot_process import serve
 
     serve(load_settings())

@@ -19,9 +19,9 @@ from collections.abc import Callable, Collection
 
 import click
 
-from bot.curation import Outcome, ReviewDesk
 from bot.errors import NotAReviewer
 from bot.knowledge.kb import KnowledgeBase
+from bot.review.desk import Outcome, ReviewDesk
 from chatbot.common import load_settings
 from chatbot.settings import Settings
 from chatbot.wiring import review_desk

@@ -9,40 +9,23 @@ import logging
 import os
 import signal
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.common import load_settings
+from chatbot.retraining import Retrainer
 from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
 from chatbot.settings import Settings, SettingsError
 from chatbot.wiring import open_database
 from feedback import migrate
-from feedback.db import Database
 from feedback.models import RetrainRun
 from model_server.client import ModelClient
 from model_server.health import ThreadedHealthCache
 from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
 
-if TYPE_CHECKING:
-    from retrain.job import RetrainOutcome
-
 log = logging.getLogger("chatbot.scheduler")
 
 INTERRUPTED = "The scheduler was stopped during the run; the active adapter kept serving. Queue it again."
-
-
-class _Retrainer:
-    """Builds the retrain job (base model, configuration) on the first run, so the scheduler
-    starts at once and a process that never trains never loads a model."""
-
-    def __init__(self, settings: Settings, database: Database) -> None:
-        self.settings, self.database = settings, database
-
-    def __call__(self, *, run_id: int) -> RetrainOutcome:
-        from chatbot.cmd_retrain import retrainer
-
-        return retrainer(self.settings, database=self.database)(run_id=run_id)
 
 
 def admin_channel(settings: Settings) -> Notify | None:
@@ -88,7 +71,7 @@ def scheduler(poll_seconds: float) -> None:
     metrics = SchedulerMetrics()
     jobs = Jobs(
         database,
-        _Retrainer(settings, database),
+        Retrainer(settings, database),
         notify=metrics.counting(admin_channel(settings) or _log_result),
         min_examples=settings.retrain_min_examples,
     )

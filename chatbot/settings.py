@@ -15,6 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.errors import SettingsError
+
+__all__ = ["Settings", "SettingsError", "get_settings"]
+
 # Values people paste from examples and forget to replace.
 _PLACEHOLDER = re.compile(
     r"^(changeme|changethis|change-me|placeholder|todo|xxx+|secret|<.*>)$|your[-_]", re.I
@@ -32,10 +36,6 @@ SECRET_FIELDS = (
 
 _CONSOLE_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}")
 MIN_CONSOLE_TOKEN = 16
-
-
-class SettingsError(ValueError):
-    """A setting is missing or unusable; the message names it and says what to do."""
 
 
 def _split_list(value: object) -> object:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.admin import AdminCommands
-from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
 from bot.pipeline import Pipeline
 from bot.prompts import PromptStyle, TokenCounter
-from bot.reviewed import ReviewedAnswers
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from bot.review.reviewed_answers import ReviewedAnswers
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database

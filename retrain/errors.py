@@ -6,9 +6,16 @@ RetrainError
 │   ├── VersionExists   the folder is there already; versions are never overwritten
 │   └── Unservable      the adapter is something vLLM refuses (rank, modules_to_save, DoRA)
 └── PromotionFailed     the model server would not serve the adapter; SQL was not changed
+
+`failure_reason` words any exception a run ends with as one line for its record and the admin channel.
 """
 
 from __future__ import annotations
+
+import errno
+
+from feedback.errors import FeedbackError
+from model_server.errors import ModelServerError
 
 
 class RetrainError(Exception):
@@ -33,3 +40,15 @@ class Unservable(RegistryError):
 
 class PromotionFailed(RetrainError):
     pass
+
+
+def failure_reason(exc: BaseException, *, log: str = "the log") -> str:
+    """One line an admin can act on; the traceback stays in `log` (which the reader is told)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"The disk is full{where}; free some space and queue the run again."
+    if isinstance(exc, RetrainError | ModelServerError | FeedbackError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"A file operation failed: {exc}"
+    return f"Unexpected error ({type(exc).__name__}); {log} has the traceback."

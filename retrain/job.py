@@ -5,7 +5,7 @@
 
 Parameters of `run_retrain`:
   - `config: JobConfig` – where adapters live, the base model, the adapter name prefix, the
-    server's limits, and the training and gate settings (`chatbot.cmd_retrain.job_config(settings)`
+    server's limits, and the training and gate settings (`chatbot.retraining.job_config(settings)`
     builds it from the settings);
   - `database: Database` – the store; the run must be queued there (`feedback.store.queue_run`);
   - `client: ModelClient` – the model server the bot uses: the candidate is loaded there under its
@@ -13,7 +13,7 @@ Parameters of `run_retrain`:
   - `run_id` – the queued run; `start_run` (refused while another run is running, anywhere:
     `feedback.errors.RunInProgress` propagates and the run stays queued) and `finish_run` are
     called here;
-  - `dataset` – builds the training data (`chatbot.cmd_feedback.build_training_data`); called
+  - `dataset` – builds the training data (`chatbot.retraining.training_data`); called
     after the run started so it sees all feedback up to now;
   - `key_facts` – question text (normalised, `gate.question_key`) -> key fact, for the key-fact
     rate and for "answered right" (the sample question set's facts);
@@ -26,7 +26,6 @@ and the active adapter keeps serving: SQL's pointer only moves in `promote.promo
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
 import shutil
@@ -47,7 +46,7 @@ from model_server.errors import ModelServerError, ModelServerUnavailable
 from retrain import gate, promote, registry
 from retrain.budget import pick_training
 from retrain.dataset import Dataset
-from retrain.errors import RetrainError
+from retrain.errors import failure_reason
 from retrain.heartbeat import beating
 from retrain.train import TrainConfig, TrainResult, make_trainer, reference_loss, run_trainer
 
@@ -123,17 +122,6 @@ def run_retrain(
         )
     log.info("retrain run #%d %s: %s", run_id, outcome.status, outcome.reason)
     return outcome
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line for the run's record and the admin channel."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"The disk is full ({exc.filename or 'while writing'}); free space and queue the run again."
-    if isinstance(exc, RetrainError | ModelServerError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"A file operation failed: {exc}"
-    return f"Unexpected error ({type(exc).__name__}: {exc}); the log has the traceback."
 
 
 class _Job:

@@ -21,7 +21,6 @@ no arguments and work with the `Jobs` this process installed with `build_schedul
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 import threading
@@ -41,8 +40,7 @@ from feedback import queries, store
 from feedback.db import Database
 from feedback.errors import FeedbackError, InvalidTransition, RunInProgress, RunPending
 from feedback.models import RetrainRun, utcnow
-from model_server.errors import ModelServerError
-from retrain.errors import RetrainError
+from retrain.errors import failure_reason
 
 if TYPE_CHECKING:
     from retrain.job import RetrainOutcome
@@ -165,7 +163,7 @@ class Jobs:
             return None
         except Exception as exc:
             log.error("retrain run #%d raised", run_id, exc_info=True)
-            self._record_failure(run_id, failure_reason(exc))
+            self._record_failure(run_id, failure_reason(exc, log="the scheduler's log"))
         finally:
             with self._lock:
                 self.running.discard(run_id)
@@ -200,15 +198,6 @@ class Jobs:
             self.notify(run, loss_curve)
         except Exception:  # the run is recorded either way; a Slack outage must not stop the scheduler
             log.warning("could not post the result of run #%s", run.id, exc_info=True)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line an admin can act on; the traceback stays in the log."""
-    if isinstance(exc, RetrainError | ModelServerError | FeedbackError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "The disk is full; free some space and queue the run again."
-    return f"Unexpected error ({type(exc).__name__}); the scheduler's log has the traceback."
 
 
 # --- the scheduler ---------------------------------------------------------------------------------

@@ -16,12 +16,12 @@ from slack_server import FakeModel, make_deps, serving
 
 from bot.admin import AdminCommands
 from bot.console import ConsoleDeps
-from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.metrics import BotMetrics
-from bot.review_news import Tell
+from bot.records import Records
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from bot.review.news import Tell
 from bot.server import build_app
-from bot.slack import Records
 from feedback.db import Database
 
 TOKEN = "s3cret-console-token-for-tests"
@@ -83,7 +83,7 @@ async def running_console(
     approvals_required: int = 1,
     on_decided: Tell | None = None,
 ) -> AsyncIterator[Console]:
-    """`on_decided`: who is told about review decisions (`bot.review_news`); by default nobody.
+    """`on_decided`: who is told about review decisions (`bot.review.news`); by default nobody.
     `console_users`: CONSOLE_USERS as {name: token}, beside `admin_token`."""
     model = FakeModel()
     slack_deps = make_deps(database, model)

@@ -36,8 +36,10 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from bot.pipeline import Pipeline
+from bot.records import Records
 from bot.server import build_app
-from bot.slack import Deps, Records, build_slack_app
+from bot.slack import Deps, build_slack_app
+from bot.slack.web import SlackRoutes
 from feedback import migrate
 from feedback.db import Database
 from model_server.client import AsyncModelClient
@@ -698,7 +700,7 @@ async def running_bot(
             deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url
         )
         async with (
-            serving(build_app(slack=slack_app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
+            serving(build_app(slack=SlackRoutes(slack_app, SIGNING_SECRET), inflight=deps.inflight)) as url,
             httpx.AsyncClient(base_url=url) as http,
         ):
             bot = Bot(url, slack, database, model, deps, http)

@@ -35,8 +35,8 @@ from botbuilder.integration.aiohttp import CloudAdapter
 from slack_server import FakeModel, FakePassage, make_deps, migrated_database, serving
 
 from bot.admin import AdminCommands
+from bot.records import Records
 from bot.server import build_app
-from bot.slack.records import Records
 from bot.teams import TeamsDeps, TeamsEndpoint
 from bot.teams.deps import Admin
 from feedback.db import Database

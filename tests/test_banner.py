@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.banner import SlackSignIn, banner
+from bot.slack.web import SlackSignIn
+from chatbot.banner import banner
 from chatbot.settings import Settings
 
 

@@ -25,8 +25,8 @@ from slack_server import (
 
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Pipeline
-from bot.server import application
 from chatbot import wiring
+from chatbot.bot_process import application
 from chatbot.settings import Settings
 from feedback import migrate
 from feedback.db import Database
@@ -98,7 +98,7 @@ async def test_healthz_is_still_served(database: Database, tmp_path: Path) -> No
 async def test_the_bot_process_serves_console_and_metrics_and_counts_slack_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`bot.server.application` wires the console, /metrics and the pipeline's observer together:
+    """`chatbot.bot_process.application` wires the console, /metrics and the pipeline's observer together:
     a question answered in Slack is counted, the console answers and its admin pages take the token."""
     db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
     migrate.upgrade(db_url)

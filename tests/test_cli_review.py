@@ -1,9 +1,10 @@
 """`chatbot review` from a terminal, and `chatbot ingest` sending corrections back for review: the
-real command (click's runner, settings from the environment), a real SQLite store and knowledge base
-(the hashing embedder)."""
+real command (click's runner, settings from the environment), a real store on each backend and a real
+knowledge base (the hashing embedder)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,39 +12,40 @@ from click.testing import CliRunner, Result
 
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from chatbot.cli import main
-from feedback import migrate, queries, store
+from feedback import queries, store
 from feedback.db import Database
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: Database) -> Path:
+    """DATA_DIR for the command, and DATABASE_URL naming the migrated store of either backend."""
     data = tmp_path / "data"
+    data.mkdir()
     for name, value in {
         "DATA_DIR": str(data),
-        "DATABASE_URL": f"sqlite:///{data / 'chatbot.db'}",
+        "DATABASE_URL": database.engine.url.render_as_string(hide_password=False),
         "EMBEDDING_MODEL": "hashing",
         "REVIEWERS": "R1,R2",
         "ADMIN_USERS": "A1",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("APPROVALS_REQUIRED", raising=False)
-    migrate.upgrade(f"sqlite:///{data / 'chatbot.db'}")
     return data
 
 
-def database(data: Path) -> Database:
-    return Database(f"sqlite:///{data / 'chatbot.db'}")
+def open_store() -> Database:
+    """The store `env` named, opened as the command opens it."""
+    return Database(os.environ["DATABASE_URL"])
 
 
 def propose(
-    data: Path,
     question: str,
     fix: str,
     *,
     confidence: float | None = 0.8,
     passages: tuple[dict[str, str], ...] = (),
 ) -> int:
-    db = database(data)
+    db = open_store()
     with db.writer() as s:
         q = store.record_question(s, platform="slack", user_id="U1", text=question, channel="C1")
         a = store.record_answer(
@@ -60,8 +62,8 @@ def propose(
     return correction.id or 0
 
 
-def status(data: Path, correction_id: int) -> tuple[str, str]:
-    db = database(data)
+def status(correction_id: int) -> tuple[str, str]:
+    db = open_store()
     with db.reader() as s:
         case = queries.review_case(s, correction_id)
     db.dispose()
@@ -74,8 +76,8 @@ def run(*args: str, input: str | None = None) -> Result:
 
 
 def test_list_shows_the_queue_most_urgent_first(env: Path) -> None:
-    sure = propose(env, "Where is the office?", "At 1 Main Street.", confidence=0.9)
-    unsure = propose(env, "How much leave?", "27 days.", confidence=0.1)
+    sure = propose("Where is the office?", "At 1 Main Street.", confidence=0.9)
+    unsure = propose("How much leave?", "27 days.", confidence=0.1)
     result = run("--list")
     assert result.exit_code == 0, result.output
     assert result.output.index(f"#{unsure} ") < result.output.index(f"#{sure} ")
@@ -83,31 +85,31 @@ def test_list_shows_the_queue_most_urgent_first(env: Path) -> None:
 
 
 def test_approve_indexes_the_correction(env: Path) -> None:
-    correction_id = propose(env, "How many days of annual leave?", "Full-time staff get 27 days.")
+    correction_id = propose("How many days of annual leave?", "Full-time staff get 27 days.")
     result = run("--approve", str(correction_id), "--as", "R1")
     assert result.exit_code == 0, result.output
     assert f"Correction #{correction_id} approved. It is in the knowledge base now." in result.output
-    assert status(env, correction_id)[0] == "approved"
+    assert status(correction_id)[0] == "approved"
     kb = KnowledgeBase.open(env / "index", HashingEmbedder())
     assert [p.title for p in kb.search("annual leave days")] == [f"Reviewed correction #{correction_id}"]
 
 
 def test_someone_who_is_not_a_reviewer_is_refused(env: Path) -> None:
-    correction_id = propose(env, "How much leave?", "27 days.")
+    correction_id = propose("How much leave?", "27 days.")
     result = run("--approve", str(correction_id), "--as", "U9")
     assert result.exit_code == 1 and "Only reviewers" in result.output
-    assert status(env, correction_id)[0] == "pending"
+    assert status(correction_id)[0] == "pending"
 
 
 def test_reject_needs_a_reason_and_keeps_it(env: Path) -> None:
-    correction_id = propose(env, "How much leave?", "27 days.")
+    correction_id = propose("How much leave?", "27 days.")
     missing = run("--reject", str(correction_id), "--as", "R1")
     assert missing.exit_code == 2 and "--reason" in missing.output
-    assert status(env, correction_id)[0] == "pending"
+    assert status(correction_id)[0] == "pending"
 
     result = run("--reject", str(correction_id), "--reason", "It is 26 days.", "--as", "R1")
     assert result.exit_code == 0, result.output
-    assert status(env, correction_id)[0] == "rejected"
+    assert status(correction_id)[0] == "rejected"
     listed = CliRunner().invoke(main, ["review", "--list"])
     assert "No corrections are waiting" in listed.output
     again = run("--approve", str(correction_id), "--as", "R2")
@@ -115,10 +117,10 @@ def test_reject_needs_a_reason_and_keeps_it(env: Path) -> None:
 
 
 def test_edit_approves_the_edited_text(env: Path) -> None:
-    correction_id = propose(env, "How much leave?", "27 days.")
+    correction_id = propose("How much leave?", "27 days.")
     result = run("--edit", str(correction_id), "--text", "27 days a year, full-time.", "--as", "R2")
     assert result.exit_code == 0, result.output
-    assert status(env, correction_id) == ("approved", "27 days a year, full-time.")
+    assert status(correction_id) == ("approved", "27 days a year, full-time.")
 
 
 @pytest.mark.parametrize(
@@ -130,10 +132,10 @@ def test_edit_approves_the_edited_text(env: Path) -> None:
     ],
 )
 def test_contradictory_flags_are_refused(env: Path, args: list[str], message: str) -> None:
-    correction_id = propose(env, "How much leave?", "27 days.")
+    correction_id = propose("How much leave?", "27 days.")
     result = run(*args, "--as", "R1")
     assert result.exit_code == 2 and message in result.output
-    assert status(env, correction_id)[0] == "pending"
+    assert status(correction_id)[0] == "pending"
 
 
 def test_unknown_correction_says_so(env: Path) -> None:
@@ -142,15 +144,15 @@ def test_unknown_correction_says_so(env: Path) -> None:
 
 
 def test_interactive_review_goes_through_the_queue(env: Path) -> None:
-    first = propose(env, "How much leave?", "27 days.", confidence=0.1)
-    second = propose(env, "Where is the office?", "At 1 Main Street.", confidence=0.5)
-    third = propose(env, "When is lunch?", "At noon.", confidence=0.9)
+    first = propose("How much leave?", "27 days.", confidence=0.1)
+    second = propose("Where is the office?", "At 1 Main Street.", confidence=0.5)
+    third = propose("When is lunch?", "At noon.", confidence=0.9)
     result = run(input="R1\na\nr\nNot what the handbook says.\ns\n")
     assert result.exit_code == 0, result.output
     assert "3 corrections are waiting for review" in result.output
-    assert status(env, first)[0] == "approved"
-    assert status(env, second)[0] == "rejected"
-    assert status(env, third)[0] == "pending"
+    assert status(first)[0] == "approved"
+    assert status(second)[0] == "rejected"
+    assert status(third)[0] == "pending"
 
     refused = run(input="U9\n")
     assert refused.exit_code == 1 and "Only reviewers" in refused.output
@@ -165,13 +167,13 @@ def test_changed_page_sends_the_correction_back_on_ingest(env: Path, tmp_path: P
     kb = KnowledgeBase.open(env / "index", HashingEmbedder())
     [cited] = kb.search("leave allowance days", k=1)
     source = {"id": cited.id, "title": cited.title, "source": cited.source, "url": ""}
-    correction_id = propose(env, "How much leave?", "27 days.", passages=(source,))
+    correction_id = propose("How much leave?", "27 days.", passages=(source,))
     assert run("--approve", str(correction_id), "--as", "R1").exit_code == 0
     kb.refresh()
     assert [p for p in kb.search("leave allowance days") if p.title.startswith("Reviewed correction")]
 
     unchanged = CliRunner().invoke(main, ["ingest", str(docs)])
-    assert "review queue" not in unchanged.output and status(env, correction_id)[0] == "approved"
+    assert "review queue" not in unchanged.output and status(correction_id)[0] == "approved"
 
     (docs / "leave.md").write_text("# Leave\n\n## Allowance\n\nEveryone gets 26 days a year.\n")
     changed = CliRunner().invoke(main, ["ingest", str(docs)])
@@ -179,7 +181,7 @@ def test_changed_page_sends_the_correction_back_on_ingest(env: Path, tmp_path: P
     assert f"went back to the review queue because a page they relied on changed: #{correction_id}" in (
         changed.output
     )
-    assert status(env, correction_id)[0] == "pending"
+    assert status(correction_id)[0] == "pending"
     listed = run("--list")
     assert "Back for review: The source changed since it was reviewed: “Leave > Allowance”" in listed.output
     kb.refresh()

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from slack_server import FakeModel
 
-from bot.curation import ReviewDesk, ReviewPolicy, correction_source
 from bot.errors import NotAReviewer
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Pipeline, Question
+from bot.review.desk import ReviewDesk, ReviewPolicy, correction_source
 from feedback import errors, queries, store
 from feedback.db import Database
 from model_server.client import AsyncModelClient

@@ -27,7 +27,7 @@ from slack_server import (
     view_submission,
 )
 
-from bot.curation import ReviewDesk, ReviewPolicy
+from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.slack import Deps, blocks, review_blocks, translate
 
 SEED = 21

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from retrain.dataset import Dataset, Example
-from retrain.errors import TrainingFailed, Unservable, VersionExists
+from retrain.errors import TrainingFailed, Unservable, VersionExists, failure_reason
 from retrain.gate import Figures, GateConfig, GateSet, answered_right, decide, score
-from retrain.job import failure_reason
 from retrain.registry import (
     check_servable,
     claim_folder,

@@ -33,17 +33,18 @@ from sqlmodel import select
 from teams_server import PERSONAL, TeamsBot, card_execute, feedback_invoke, message, running_teams_bot
 
 from bot.console.core import CONSOLE
-from bot.curation import ReviewDesk, ReviewPolicy
 from bot.pipeline import Pipeline
-from bot.review_news import slack_news, teams_news, together
-from bot.server import application
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from bot.review.news import together
 from bot.slack import Deps
 from bot.slack.app import web_client as async_web_client
 from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_blocks import REJECT_ACTION
-from bot.slack.review_notify import web_client
+from bot.slack.review_notify import slack_news, web_client
 from bot.teams import replies
+from bot.teams.review_notify import teams_news
 from chatbot import wiring
+from chatbot.bot_process import application
 from chatbot.cli import main
 from chatbot.settings import Settings
 from feedback import queries, store
@@ -131,7 +132,7 @@ async def test_with_slack_down_a_console_decision_is_recorded_and_the_reviewer_w
 async def test_the_bot_wires_its_console_to_tell_slack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`bot.server.application`, built from settings: a console decision reaches the Slack card."""
+    """`chatbot.bot_process.application`, built from settings: a console decision reaches the Slack card."""
     database = migrated_database(tmp_path / "chatbot.db")
 
     def build_pipeline(settings: Settings, *, database: Database, knowledge: object = None) -> Pipeline:

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from slack_server import FakeModel, eventually, mention, reaction_event, running_bot
 
-from bot.curation import ReviewDesk, ReviewPolicy, correction_title
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Answer, Delta, Pipeline, Question
-from bot.reviewed import REVIEWED_ADAPTER, ReviewedAnswers
+from bot.review.desk import ReviewDesk, ReviewPolicy, correction_title
+from bot.review.reviewed_answers import REVIEWED_ADAPTER, ReviewedAnswers
 from bot.slack import Deps
 from chatbot.settings import Settings
 from chatbot.wiring import reviewed_answers

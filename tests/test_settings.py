@@ -70,7 +70,7 @@ def test_a_negative_gate_loss_margin_is_refused(monkeypatch: pytest.MonkeyPatch)
 
 def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """The dataset drops examples over MAX_MODEL_LEN; the trainer must not cut the answers off the rest."""
-    from chatbot.cmd_retrain import train_config
+    from chatbot.retraining import train_config
 
     monkeypatch.setenv("MAX_MODEL_LEN", "3072")
     assert train_config(Settings()).max_length == 3072
@@ -79,7 +79,7 @@ def test_training_examples_are_as_long_as_the_dataset_keeps_them(monkeypatch: py
 def test_a_retrain_trains_as_its_base_model_wants_unless_the_settings_say(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from chatbot.cmd_retrain import train_config
+    from chatbot.retraining import train_config
     from chatbot.wiring import grounding_threshold
     from model_server import catalog
 

@@ -27,8 +27,8 @@ from slack_server import (
 )
 from sqlmodel import select
 
-from bot.curation import ReviewDesk, ReviewPolicy
 from bot.knowledge import HashingEmbedder, KnowledgeBase
+from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.slack import Deps
 from bot.slack.app import web_client
 from bot.slack.listeners.review import post_missing_cards

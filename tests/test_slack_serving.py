@@ -29,9 +29,11 @@ from slack_server import (
 )
 
 from bot.pipeline import Pipeline
-from bot.server import application, build_app
+from bot.server import build_app
 from bot.slack import build_slack_app
+from bot.slack.web import SlackRoutes
 from chatbot import wiring
+from chatbot.bot_process import application
 from chatbot.settings import Settings, SettingsError
 from feedback import migrate
 from feedback.db import Database
@@ -45,7 +47,9 @@ async def test_socket_mode_answers_events_pushed_over_the_websocket(tmp_path: Pa
         deps = make_deps(database, FakeModel())
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret="", api_url=slack.api_url)
         async with (
-            serving(build_app(slack=app, inflight=deps.inflight, socket_mode_token=APP_TOKEN)) as url,
+            serving(
+                build_app(slack=SlackRoutes(app, socket_mode_token=APP_TOKEN), inflight=deps.inflight)
+            ) as url,
             httpx.AsyncClient(base_url=url) as http,
         ):
             assert slack.called("apps.connections.open")
@@ -74,7 +78,7 @@ async def test_a_refused_bot_token_stops_the_server_at_start(tmp_path: Path) -> 
             deps, bot_token="xoxb-wrong", signing_secret=SIGNING_SECRET, api_url=slack.api_url
         )
         with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
-            async with serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)):
+            async with serving(build_app(slack=SlackRoutes(app, SIGNING_SECRET), inflight=deps.inflight)):
                 pass
         await deps.pipeline.client.aclose()
     database.dispose()
@@ -85,7 +89,7 @@ async def test_http_mode_is_not_served_without_the_signing_secret(tmp_path: Path
     deps = make_deps(database, FakeModel())
     app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret="", api_url="http://127.0.0.1:9/api/")
     with pytest.raises(ValueError, match="signing secret"):
-        build_app(slack=app, inflight=deps.inflight)
+        build_app(slack=SlackRoutes(app), inflight=deps.inflight)
     await deps.pipeline.client.aclose()
     database.dispose()
 
@@ -105,7 +109,7 @@ async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(tmp_path: P
         deps.answering = asyncio.Semaphore(2)  # six answers take at least three model delays
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
         async with (
-            serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
+            serving(build_app(slack=SlackRoutes(app, SIGNING_SECRET), inflight=deps.inflight)) as url,
             httpx.AsyncClient() as http,
         ):
             for i in range(6):
@@ -131,7 +135,7 @@ async def test_stopping_the_server_lets_answers_in_flight_finish(tmp_path: Path)
         deps = make_deps(database, model)
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
         async with (
-            serving(build_app(slack=app, inflight=deps.inflight, signing_secret=SIGNING_SECRET)) as url,
+            serving(build_app(slack=SlackRoutes(app, SIGNING_SECRET), inflight=deps.inflight)) as url,
             httpx.AsyncClient() as http,
         ):
             body = json.dumps(event_callback(mention(slack.add_message("C1", "U1", QUESTION), "C1")))

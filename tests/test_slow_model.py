@@ -25,8 +25,9 @@ from bot.errors import AnswerDelayed, AnswerUnavailable
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Answer, Delta, Pipeline, Question
 from bot.prompts import approx_tokens
-from bot.server import application, build_app
+from bot.server import build_app
 from chatbot import wiring
+from chatbot.bot_process import application
 from chatbot.settings import Settings
 from feedback import migrate
 from feedback.db import Database
@@ -291,7 +292,7 @@ def test_the_threaded_cache_probes_once_per_ttl_and_counts_a_failing_probe_as_do
 async def test_the_bot_built_from_settings_bounds_answers_and_reports_the_model_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`bot.server.application` with the real `build_pipeline`: ANSWER_TIMEOUT_SECONDS and
+    """`chatbot.bot_process.application` with the real `build_pipeline`: ANSWER_TIMEOUT_SECONDS and
     MODEL_SERVER_URL reach the pipeline and /healthz (only the model files are stood in for)."""
     db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
     migrate.upgrade(db_url)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from teams_server import ADA, TeamsBot, message, running_teams_bot
 
-from bot.server import _teams
-from bot.slack import Deps, Records
+from bot.records import Records
+from bot.slack import Deps
 from bot.teams import access, cards, endpoint
+from chatbot.bot_process import teams_endpoint
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
@@ -166,10 +167,11 @@ def test_loopback_peers(remote: str | None, loopback: bool) -> None:
 def test_the_setting_opens_it_and_is_off_by_default(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'x.db'}")
     deps = Deps(pipeline=None, records=Records(database))  # type: ignore[arg-type]
-    closed = _teams(Settings(), deps, database)
-    opened = _teams(Settings(teams_allow_unauthenticated=True), deps, database)
+    closed = teams_endpoint(Settings(), deps, database)
+    opened = teams_endpoint(Settings(teams_allow_unauthenticated=True), deps, database)
     assert closed is not None and not closed.allow_unauthenticated and closed.reply_to_loopback
     assert opened is not None and opened.allow_unauthenticated
     assert (
-        _teams(Settings(environment="production", teams_allow_unauthenticated=True), deps, database) is None
+        teams_endpoint(Settings(environment="production", teams_allow_unauthenticated=True), deps, database)
+        is None
     )

@@ -10,9 +10,10 @@ import pytest
 from teams_server import TeamsBot, card_execute, message, running_teams_bot
 
 from bot.admin import AdminCommands
-from bot.server import _teams
-from bot.slack import Deps, Records
+from bot.records import Records
+from bot.slack import Deps
 from bot.teams import cards
+from chatbot.bot_process import teams_endpoint
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
 
@@ -110,21 +111,21 @@ def test_an_app_id_without_its_password_stops_the_bot_with_a_clear_message(tmp_p
     deps, database = _deps(tmp_path)
     settings = Settings(microsoft_app_id=APP_ID)
     with pytest.raises(SettingsError, match="MICROSOFT_APP_PASSWORD is not set"):
-        _teams(settings, deps, database)
+        teams_endpoint(settings, deps, database)
 
 
 def test_teams_is_off_in_production_without_an_app_id(tmp_path: Path) -> None:
     deps, database = _deps(tmp_path)
-    assert _teams(Settings(environment="production"), deps, database) is None
+    assert teams_endpoint(Settings(environment="production"), deps, database) is None
 
 
 async def test_teams_is_on_in_development_without_auth_and_with_it_given_an_app_id(tmp_path: Path) -> None:
     deps, database = _deps(tmp_path)
     deps.admin = AdminCommands(database, admins=["6a7b8c9d-0000-4e1f-8a2b-3c4d5e6f7a8b"])
-    emulator = _teams(Settings(), deps, database)
+    emulator = teams_endpoint(Settings(), deps, database)
     assert emulator is not None and not emulator.authenticated
     assert emulator.deps.admin is deps.admin  # the same admin commands as Slack's
-    teams = _teams(
+    teams = teams_endpoint(
         Settings(environment="production", microsoft_app_id=APP_ID, microsoft_app_password="s3cret-value"),
         deps,
         database,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.teams.package import TEAMS_DIR, ManifestError, build_package, main
+from bot.teams.package import TEAMS_DIR, ManifestError, build_package
 from bot.teams.translate import ADMIN_COMMANDS
+from chatbot.teams_package import main
 
 APP_ID = "c9e1b3a0-5a6d-4c8e-9f3b-1d2e3f4a5b6c"
 

@@ -19,10 +19,10 @@ from multidict import MultiDictProxy
 
 from bot.admin import AdminCommands, record_refused
 from bot.console.auth import Auth, client_address, is_local, same_origin
-from bot.curation import Outcome, ReviewDesk
+from bot.inflight import Inflight
 from bot.pipeline import Pipeline
-from bot.slack.inflight import Inflight
-from bot.slack.records import Records
+from bot.records import Records
+from bot.review.desk import Outcome, ReviewDesk
 from feedback.db import Database
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ CHAT_CLOSED = (
 class ConsoleDeps:
     """`review` and `admin` may be None (tests, a bot without a knowledge base): their pages say so.
     `on_decided` tells the people a review decision concerns (the Slack card, the author in Slack or
-    Teams: `bot.review_news`); it returns a problem to show the reviewer, or None."""
+    Teams: `bot.review.news`); it returns a problem to show the reviewer, or None."""
 
     pipeline: Pipeline
     database: Database

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from bot.console.core import admin_action, admin_name, admin_page, bad_form, console_of, read_form
-from bot.curation import Outcome
 from bot.errors import BotError
+from bot.review.desk import Outcome
 from feedback import ids
 from feedback.errors import FeedbackError, NotFound
 

@@ -5,7 +5,5 @@ requests that Bolt can read through to it over HTTP."""
 
 from bot.slack.app import build_slack_app
 from bot.slack.deps import Deps
-from bot.slack.inflight import Inflight
-from bot.slack.records import Records
 
-__all__ = ["Deps", "Inflight", "Records", "build_slack_app"]
+__all__ = ["Deps", "build_slack_app"]

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot import review_notes
+from bot.review import notes as review_notes
 from bot.slack import fields
 from bot.slack.blocks import INPUT_LIMIT, SECTION_LIMIT, Block, Reply, escape
 from feedback.queries import ReviewCase

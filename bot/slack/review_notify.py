@@ -4,12 +4,14 @@ a command-line process that has no event loop; a failure is reported, never rais
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.curation import Outcome
+from bot.review.desk import Outcome
+from bot.review.news import Tell
 from bot.slack import review_blocks
 
 log = logging.getLogger(__name__)
@@ -44,3 +46,14 @@ def tell_slack(client: WebClient, outcome: Outcome, *, approvals_required: int) 
         log.warning("Slack was not told about correction %s: %s", correction.id, exc)
         return "Slack could not be reached"
     return None
+
+
+def slack_news(client: WebClient, *, approvals_required: int) -> Tell:
+    """The review card updated and a Slack author sent a DM, as `chatbot review` does (`tell_slack`),
+    in a worker thread: that client is synchronous."""
+
+    async def tell(outcome: Outcome) -> str | None:
+        problem = await asyncio.to_thread(tell_slack, client, outcome, approvals_required=approvals_required)
+        return None if problem is None else f"Slack was not told ({problem})"
+
+    return tell

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.inflight import Inflight, answering_limit
 from bot.pipeline import Pipeline
-from bot.slack.deps import MAX_CONCURRENT_ANSWERS
-from bot.slack.inflight import Inflight
-from bot.slack.records import Records
+from bot.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class TeamsDeps:
     app_id: str = ""
     admin: Admin | None = None
     inflight: Inflight = field(default_factory=Inflight)
-    answering: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_ANSWERS))
+    answering: asyncio.Semaphore = field(default_factory=answering_limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:

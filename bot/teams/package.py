@@ -1,17 +1,15 @@
 """The Teams app package: `teams/manifest.json` with its placeholders filled in, and its two icons,
 zipped, ready to upload in Teams (Apps → Manage your apps → Upload an app) or the Teams admin center.
 
-    python -m bot.teams.package --domain chatbot.example.com --website https://intranet.example.com
+    python -m chatbot.teams_package --domain chatbot.example.com --website https://intranet.example.com
 
-The app id defaults to MICROSOFT_APP_ID and the company name to COMPANY_NAME.
+(`chatbot.teams_package` fills the app id from MICROSOFT_APP_ID and the company from COMPANY_NAME.)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -72,31 +70,3 @@ def build_package(
         for name in FILES[1:]:
             package.write(source / name, name)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    from chatbot.settings import get_settings
-
-    settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m bot.teams.package", description=__doc__.split("\n")[0])
-    parser.add_argument("--app-id", default=settings.microsoft_app_id, help="default: MICROSOFT_APP_ID")
-    parser.add_argument("--domain", required=True, help="the bot's public host, e.g. chatbot.example.com")
-    parser.add_argument(
-        "--website", required=True, help="https:// page about the bot (also privacy and terms)"
-    )
-    parser.add_argument("--company", default=settings.company_name, help="default: COMPANY_NAME")
-    parser.add_argument("--out", type=Path, default=Path("chatbot-teams.zip"))
-    args = parser.parse_args(argv)
-    try:
-        path = build_package(
-            args.out, app_id=args.app_id, domain=args.domain, website=args.website, company=args.company
-        )
-    except ManifestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"Teams app package written to {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

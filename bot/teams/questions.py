@@ -11,7 +11,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
 from bot.errors import BotError
-from bot.pipeline import Answer, Question
+from bot.pipeline import Question, ask
 from bot.teams import access, cards, replies, translate
 from bot.teams.deps import Admin, TeamsDeps
 from bot.teams.replies import Replier
@@ -82,7 +82,7 @@ async def _run_admin(deps: TeamsDeps, later: replies.Later, admin: Admin, user_i
 async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
     async def work(replier: Replier) -> None:
         async with replier.typing():
-            answer, message = await ask(deps, question)
+            answer, message = await ask(deps.pipeline, question, reply=cards.to_reply, notice=cards.notice)
         reply_id = await replier.send(message)
         if answer is not None and answer.answer_id is not None and reply_id:
             # At once: reactions and feedback clicks find their answer by this id.
@@ -90,16 +90,3 @@ async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Questio
 
     async with deps.inflight.track(), deps.answering:
         await later.run(work)
-
-
-async def ask(deps: TeamsDeps, question: Question) -> tuple[Answer | None, Activity]:
-    """The answer and its message, or a kind notice when there is no answer to give."""
-    try:
-        answer = await deps.pipeline.answer(question)
-    except BotError as exc:
-        log.warning("no answer in %s: %s", question.channel, exc)
-        return None, cards.notice(exc.user_message)
-    except Exception:
-        log.exception("answering in %s failed", question.channel)
-        return None, cards.notice(BotError.user_message)
-    return answer, cards.to_reply(answer)

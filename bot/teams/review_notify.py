@@ -15,8 +15,9 @@ import logging
 from botbuilder.core import CloudAdapterBase, TurnContext
 from msrest.exceptions import HttpOperationError
 
-from bot import review_notes
-from bot.curation import Outcome
+from bot.review import notes as review_notes
+from bot.review.desk import Outcome
+from bot.review.news import Tell
 from bot.teams import access, cards, replies
 
 log = logging.getLogger(__name__)
@@ -87,3 +88,13 @@ def _problem(exc: Exception) -> str:
 def _cut(text: str, limit: int) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def teams_news(adapter: CloudAdapterBase, *, app_id: str) -> Tell:
+    """A Teams author sent the note in the chat they suggested the correction in (`tell_teams`)."""
+
+    async def tell(outcome: Outcome) -> str | None:
+        problem = await tell_teams(adapter, outcome, app_id=app_id)
+        return None if problem is None else f"its author was not told in Teams ({problem})"
+
+    return tell

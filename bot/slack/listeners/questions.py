@@ -11,8 +11,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import BotError
-from bot.pipeline import Answer, Question
+from bot.pipeline import ask
 from bot.prompts import Turn
 from bot.slack import blocks, fields, translate
 from bot.slack.blocks import Reply
@@ -87,24 +86,13 @@ async def answer_in_thread(
             event, bot_user_id=context.bot_user_id, team_id=context.team_id or ""
         )
         await show_thinking(client, channel, thread)
-        answer, replies = await ask(deps, question, history)
+        answer, replies = await ask(
+            deps.pipeline, question, history, reply=blocks.to_reply, notice=lambda text: [blocks.notice(text)]
+        )
         last_ts = await post(client, channel, thread, replies)
         if answer is not None and answer.answer_id is not None and last_ts:
             # Right after posting, before anything else: reactions find their answer by this ts.
             await deps.records.attach_reply(answer.answer_id, channel, last_ts)
-
-
-async def ask(deps: Deps, question: Question, history: list[Turn]) -> tuple[Answer | None, list[Reply]]:
-    """The answer and its messages, or a kind notice when there is no answer to give."""
-    try:
-        answer = await deps.pipeline.answer(question, history)
-    except BotError as exc:
-        log.warning("no answer in %s/%s: %s", question.channel, question.thread, exc)
-        return None, [blocks.notice(exc.user_message)]
-    except Exception:
-        log.exception("answering in %s/%s failed", question.channel, question.thread)
-        return None, [blocks.notice(BotError.user_message)]
-    return answer, blocks.to_reply(answer)
 
 
 async def read_thread(client: AsyncWebClient, channel: str, thread: str) -> list[Payload]:

@@ -16,8 +16,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.curation import Outcome, ReviewDesk
 from bot.errors import NotAReviewer
+from bot.review.desk import Outcome, ReviewDesk
 from bot.slack import review_blocks
 from bot.slack.deps import Deps
 from bot.slack.notify import direct_message, open_modal, tell

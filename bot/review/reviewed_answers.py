@@ -26,8 +26,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from bot.curation import CORRECTION_SOURCE, correction_source, correction_title
 from bot.knowledge.embedder import Embedder
+from bot.review.desk import CORRECTION_SOURCE, correction_source, correction_title
 from feedback import queries
 from feedback.db import Database
 from feedback.queries import LiveCorrection

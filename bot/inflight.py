@@ -1,4 +1,4 @@
-"""Work that outlives the request that started it (an answer is written after Slack got its ack),
+"""Work that outlives the request that started it (an answer is written after the platform got its ack),
 tracked so that shutting down waits for it instead of dropping a question half-answered."""
 
 from __future__ import annotations
@@ -9,6 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 log = logging.getLogger(__name__)
+
+# Questions worked on at once, on every platform. The rest wait their turn, already acknowledged: under
+# a burst this keeps the event loop free to acknowledge new events within Slack's 3 s
+# (bench/slack_ack.py), and the model server from being swamped. The cost: in a burst, a waiting
+# question shows "is thinking…" only when its turn comes.
+MAX_CONCURRENT_ANSWERS = 8
+
+
+def answering_limit() -> asyncio.Semaphore:
+    return asyncio.Semaphore(MAX_CONCURRENT_ANSWERS)
 
 
 class Inflight:

@@ -1,7 +1,7 @@
-"""What the Slack listeners write and read in the store, as coroutines.
+"""What the platforms' handlers (and the pipeline) write and read in the store, as coroutines.
 
 The store's functions are synchronous and commit before they return; each runs here in a worker
-thread, so the event loop (and every other Slack request) keeps moving while SQL works.
+thread, so the event loop (and every other request) keeps moving while SQL works.
 """
 
 from __future__ import annotations
@@ -33,6 +33,24 @@ class AnswerPlace:
     thread_ts: str
 
 
+async def write(database: Database, work: Callable[[Session], T]) -> T:
+    """`work` in one write transaction, in a worker thread."""
+
+    def run() -> T:
+        with database.writer() as session:
+            return work(session)
+
+    return await asyncio.to_thread(run)
+
+
+async def read(database: Database, work: Callable[[Session], T]) -> T:
+    def run() -> T:
+        with database.reader() as session:
+            return work(session)
+
+    return await asyncio.to_thread(run)
+
+
 class Records:
     """`platform` is whose replies `answer_for_reply` looks among (Teams uses this class too)."""
 
@@ -41,18 +59,10 @@ class Records:
         self.platform = platform
 
     async def _write(self, work: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with self.database.writer() as session:
-                return work(session)
-
-        return await asyncio.to_thread(run)
+        return await write(self.database, work)
 
     async def _read(self, work: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with self.database.reader() as session:
-                return work(session)
-
-        return await asyncio.to_thread(run)
+        return await read(self.database, work)
 
     async def claim(self, key: str) -> bool:
         """True for the first delivery of an event, False for Slack's retries of it."""

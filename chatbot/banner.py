@@ -12,21 +12,11 @@ wording is tested without a server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from bot.slack.web import SlackSignIn
 from chatbot.settings import Settings
 
 SLACK_DOCS = "docs/slack.md"
 TEAMS_DOCS = "docs/teams.md"
-
-
-@dataclass(frozen=True)
-class SlackSignIn:
-    """The answer to Slack's auth.test at start: who we are, or why we could not ask."""
-
-    team: str = ""
-    user: str = ""
-    error: str = ""  # empty when signed in
 
 
 def console_url(settings: Settings) -> str:
