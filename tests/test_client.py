@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -33,14 +35,17 @@ COMPLETION = {
 }
 
 
-def _client(handler) -> ModelClient:  # type: ignore[no-untyped-def]
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def _client(handler: Handler) -> ModelClient:
     return ModelClient("http://model", transport=httpx.MockTransport(handler), retries=2)
 
 
-async def _streamed(handler, into: list | None = None, **options) -> list:  # type: ignore[no-untyped-def,type-arg]
+async def _streamed(handler: Handler, into: list[object] | None = None, **options: Any) -> list[object]:
     """Everything `AsyncModelClient.chat_stream` yields, appended to `into` as it comes."""
     client = AsyncModelClient("http://model", transport=httpx.MockTransport(handler), retries=2)
-    items = [] if into is None else into
+    items: list[object] = [] if into is None else into
     try:
         async for item in client.chat_stream([{"role": "user", "content": "Leave?"}], **options):
             items.append(item)
@@ -249,3 +254,22 @@ async def test_a_refused_stream_keeps_the_servers_message() -> None:
     body = {"error": {"message": "The model `kb-v9` does not exist.", "type": "NotFoundError"}}
     with pytest.raises(ModelNotFound, match="kb-v9"):
         await _streamed(lambda request: httpx.Response(404, json=body), model="kb-v9")
+
+
+def test_the_sync_client_serves_several_threads_at_once() -> None:
+    """The gate asks from a thread pool: every thread gets its own answer, none waits for another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["messages"][0]["content"]
+        choice = {"index": 0, "message": {"role": "assistant", "content": asked}, "finish_reason": "stop"}
+        return httpx.Response(200, json={"model": "base", "choices": [choice]})
+
+    client = _client(handler)
+    questions = [f"question {i}" for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda q: client.chat([{"role": "user", "content": q}], model="base").text, questions)
+        )
+    client.close()
+    assert answers == questions
