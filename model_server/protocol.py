@@ -1,7 +1,7 @@
 """The model server's wire protocol: vLLM's OpenAI-compatible API and its runtime LoRA endpoints.
 
-Payloads, response parsing, the stream reader and the error mapping, with no I/O of their own;
-`model_server.client` sends them. `send` is the one place requests are retried.
+Payloads, response parsing, the stream reader and the error mapping, none of which does I/O;
+`send`, the one place a request goes out and is retried, is what `model_server.client` calls.
 """
 
 from __future__ import annotations
