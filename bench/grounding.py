@@ -1,7 +1,8 @@
-"""Grounding-check tuning on the train and validation splits (never test): the model's yes-share of
-`bot.grounding.CHECK` for covered questions and for `quality.UNCOVERED_TUNING`, and for each
-threshold the share of each that the check would refuse, alone and together with the answers the
-model refuses by itself (`--answers`, a bench/prompt.py JSON with the same questions' answers).
+"""Grounding-check tuning on the train and validation splits (never test): the check's score
+(`bot.grounding.score`: the model's yes-share of `bot.grounding.CHECK` plus the closest passage's
+similarity) for covered questions and for `quality.UNCOVERED_TUNING`, and for each threshold the
+share of each that the check would refuse, alone and together with the answers the model refuses by
+itself (`--answers`, a bench/prompt.py JSON with the same questions' answers).
 
     .venv/bin/python bench/grounding.py --model qwen2.5-coder-1.5b-instruct   # starts vLLM
     .venv/bin/python bench/grounding.py --url http://127.0.0.1:8000           # a running server
@@ -36,20 +37,24 @@ from bot.pipeline import Pipeline, Question  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 
-THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 
 
 async def yes_shares(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any]]:
-    """Each question's yes-share, asked as the pipeline would (one at a time: the timings are the
-    check's own); None where nothing was retrieved (refused without a model)."""
+    """Each question's yes-share, closest similarity and score, asked as the pipeline would (one at
+    a time: the timings are the check's own); None where nothing was retrieved (refused without a
+    model)."""
     rows = []
     for text in tqdm(texts, desc="grounding check", unit="q"):
         prompt = await pipeline._prompt(Question(text, platform="cli", user_id="bench"), ())
-        row: dict[str, Any] = {"question": text, "yes_share": None, "seconds": 0.0}
+        row: dict[str, Any] = {"question": text, "yes_share": None, "similarity": None, "score": None}
+        row["seconds"] = 0.0
         if prompt.messages:
             started = time.perf_counter()
             share = await pipeline.grounding_share(prompt.messages, prompt.model)
             row.update(yes_share=share, seconds=round(time.perf_counter() - started, 2))
+            row["similarity"] = max(p.similarity for p in prompt.passages)
+            row["score"] = grounding.score(share, prompt.passages)
         rows.append(row)
     return rows
 
@@ -70,8 +75,9 @@ Rows = list[dict[str, Any]]
 
 def sweep(covered: Rows, uncovered: Rows, itself: dict[str, bool]) -> list[dict[str, Any]]:
     def refused(row: dict[str, Any], threshold: float, with_answers: bool) -> bool:
-        share = row["yes_share"]
-        by_check = share is None or share < threshold  # None: nothing retrieved, refused anyway
+        score, retrieved = row["score"], row["similarity"] is not None
+        # nothing retrieved is refused anyway; neither word from the model is answered, as the bot does
+        by_check = not retrieved or (score is not None and score < threshold)
         return by_check or (with_answers and itself.get(row["question"], False))
 
     def rate(rows: list[dict[str, Any]], threshold: float, with_answers: bool) -> float:
@@ -95,6 +101,8 @@ def main() -> None:
     parser.add_argument("--url", default="", help="a running model server serving that model as 'base'")
     parser.add_argument("--train", type=int, default=30, help="train questions besides validation")
     parser.add_argument("--answers", type=Path, default=None, help="bench/prompt.py JSON of the same model")
+    parser.add_argument("--check", default=grounding.CHECK, help="the check's wording (default: the bot's)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: bench/results/grounding_MODEL.json)")
     parser.add_argument("--data-dir", default=str(REPO / "data"))
     parser.add_argument("--index", default=str(REPO / "data" / "index"))
     args = parser.parse_args()
@@ -102,7 +110,8 @@ def main() -> None:
     model_dir = prepare_base_model(Path(args.data_dir), args.model)
     covered_texts = [q["question"] for q in load_questions(splits=["validation"])]
     covered_texts += [q["question"] for q in load_questions(splits=["train"])[: args.train]]
-    out = REPO / "bench" / "results" / f"grounding_{model_dir.name}.json"
+    out = args.out or REPO / "bench" / "results" / f"grounding_{model_dir.name}.json"
+    grounding.CHECK = args.check  # read by grounding.check_messages at each call
     with tempfile.TemporaryDirectory() as tmp:
         kb = open_sample_knowledge(Path(tmp), args.index, load_embedder())
 

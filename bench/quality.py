@@ -47,6 +47,21 @@ UNCOVERED_TUNING = (
     "Do I get paid leave for jury duty?",
     "Do we get a day off on our birthday?",
     "Is there a moving day when I move house?",
+    # near misses: a passage on the neighbouring topic is retrieved (insurance, parties, notice periods)
+    "Does the health insurance cover laser eye surgery?",
+    "Is there pet insurance through the company?",
+    "How do promotions work, and who decides them?",
+    "Does the company pay for childcare or run a creche?",
+    "How much is the budget for the Christmas party?",
+    "Can I get an advance on my salary?",
+    "Does the company pay for a visa for my spouse when I relocate?",
+    "When is the next company hackathon?",
+    "Can I bring my children to the office during school holidays?",
+    "Do we get a 13th-month salary in Portugal?",
+    "Is there an employee discount on our own software?",
+    "What is the notice period if I want to resign?",
+    "Can I request a standing desk for the office?",
+    "How much is the relocation package for moving to Toronto?",
 )
 
 

@@ -5,13 +5,19 @@ about payroll) writes a fluent answer from the nearest passage instead of saying
 whether the documents state the answer, it tells the two apart far better than it does while
 answering. The check is the served prompt with the question extended, so the model server reuses the
 long shared prefix (system prompt and passages) and the check costs one generated token.
+
+The yes-share alone tells a distant gap (a dress code, when the wiki has none) from an answer, but
+not a near miss, where the nearest passage is on the neighbouring topic (code reviews, asked about
+performance reviews). Retrieval's cosine between the question and its closest passage falls for
+exactly those, so the check's score is the sum of the two.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from bot.knowledge.index import Passage
 from bot.prompts import Message
 
 CHECK = (
@@ -37,3 +43,11 @@ def yes_share(alternatives: Mapping[str, float]) -> float | None:
         elif word == "no":
             no += math.exp(logprob)
     return yes / (yes + no) if yes + no else None
+
+
+def score(share: float | None, passages: Sequence[Passage]) -> float | None:
+    """The yes-share plus the closest passage's cosine similarity to the question (0 to 2); None
+    when the model said neither word, or nothing was retrieved."""
+    if share is None or not passages:
+        return None
+    return share + max(p.similarity for p in passages)

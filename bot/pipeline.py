@@ -130,7 +130,7 @@ class Pipeline:
     # The longest the asker waits on the model: for the whole answer, or, streamed, for each next
     # piece of it. Past that they are told the answer is late, and the question stays recorded.
     answer_timeout: float = 30.0
-    # Refuse when the model's yes-share of bot.grounding.CHECK is below this; 0 asks no check.
+    # Refuse when bot.grounding.score (yes-share plus closest cosine) is below this; 0 asks no check.
     grounding_threshold: float = 0.0
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
@@ -197,8 +197,9 @@ class Pipeline:
         if self.grounding_threshold <= 0:
             return prompt
         share = await self.grounding_share(prompt.messages, prompt.model)
-        log.debug("question %s: grounding yes-share %s", prompt.question_id, share)
-        return replace(prompt, ungrounded=share is not None and share < self.grounding_threshold)
+        score = grounding.score(share, prompt.passages)
+        log.debug("question %s: grounding yes-share %s, score %s", prompt.question_id, share, score)
+        return replace(prompt, ungrounded=score is not None and score < self.grounding_threshold)
 
     async def grounding_share(self, messages: list[dict[str, str]], model: str) -> float | None:
         """The model's yes-share of bot.grounding.CHECK after `messages` (None: neither word)."""

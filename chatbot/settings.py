@@ -153,10 +153,10 @@ class Settings(BaseSettings):
     grounding_threshold: float | None = Field(
         None,
         ge=0,
-        le=1,
+        le=2,
         description="Before answering, the model is asked whether its passages answer the question; "
-        "below this share of 'yes' the bot says it could not find it. 0 asks nothing (default: the "
-        "base model's).",
+        "where its share of 'yes' plus the closest passage's similarity to the question is below "
+        "this, the bot says it could not find it. 0 asks nothing (default: the base model's).",
     )
     admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
     retrain_min_examples: int = Field(

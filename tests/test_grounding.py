@@ -4,20 +4,24 @@ its passages do not answer the question (fake model server behind httpx.MockTran
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import FakeModel, FakePassage, FakeRetriever
+from slack_server import FakeModel, FakeRetriever
 
 from bot import grounding
+from bot.knowledge.index import Passage
 from bot.pipeline import Answer, Delta, Pipeline, Question
 from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from model_server.client import AsyncModelClient
 
-PAYROLL = FakePassage("p1", "Payroll > Payslips", "Payslips are in Meadow on the 25th.", "hr/payroll.md")
+PAYROLL = Passage(
+    "p1", "Payroll > Payslips", "hr/payroll.md", None, "Payslips are in Meadow on the 25th.", 1.0, 0.0
+)
 
 
 @pytest.fixture
@@ -27,10 +31,10 @@ def db(tmp_path: Path) -> Database:
     return Database(url)
 
 
-def _pipeline(db: Database, model: FakeModel, threshold: float) -> Pipeline:
+def _pipeline(db: Database, model: FakeModel, threshold: float, passage: Passage = PAYROLL) -> Pipeline:
     client = AsyncModelClient("http://model", transport=httpx.MockTransport(model), retries=0)
     return Pipeline(
-        retriever=FakeRetriever([PAYROLL]),
+        retriever=FakeRetriever([passage]),
         client=client,
         model_name=lambda: "kb-v2",
         database=db,
@@ -108,3 +112,23 @@ async def test_a_streamed_answer_refused_by_the_check_comes_in_one_piece(db: Dat
     assert [d.text for d in deltas if isinstance(d, Delta)] == [answer.text]
     assert "couldn't find that" in answer.text
     assert len(model.requests) == 1 and not model.requests[0].get("stream")
+
+
+def test_the_score_adds_the_closest_passages_similarity() -> None:
+    close, far = replace(PAYROLL, similarity=0.55), replace(PAYROLL, id="p2", similarity=0.3)
+    assert grounding.score(0.25, [far, close]) == pytest.approx(0.8)
+    assert grounding.score(None, [close]) is None
+    assert grounding.score(0.9, []) is None
+
+
+@pytest.mark.parametrize(("similarity", "answered"), [(0.6, True), (0.3, False)])
+async def test_a_passage_on_the_neighbouring_topic_tips_a_lukewarm_yes_into_the_refusal(
+    db: Database, similarity: float, answered: bool
+) -> None:
+    model = FakeModel("Payslips are in Meadow on the 25th.")
+    model.yes = 0.4
+    passage = replace(PAYROLL, similarity=similarity)
+    answer = await _pipeline(db, model, 0.8, passage).answer(Question("Where are my payslips?"))
+
+    assert answer.covered is answered
+    assert len(model.requests) == (2 if answered else 1)
