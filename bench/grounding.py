@@ -54,7 +54,7 @@ async def yes_shares(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any
             share = await pipeline.grounding_share(prompt.messages, prompt.model)
             row.update(yes_share=share, seconds=round(time.perf_counter() - started, 2))
             row["similarity"] = max(p.similarity for p in prompt.passages)
-            row["score"] = grounding.score(share, prompt.passages)
+            row["score"] = grounding.score(share, [p.similarity for p in prompt.passages])
         rows.append(row)
     return rows
 
@@ -102,7 +102,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=30, help="train questions besides validation")
     parser.add_argument("--answers", type=Path, default=None, help="bench/prompt.py JSON of the same model")
     parser.add_argument("--check", default=grounding.CHECK, help="the check's wording (default: the bot's)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: bench/results/grounding_MODEL.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default: bench/results/grounding_MODEL.json)"
+    )
     parser.add_argument("--data-dir", default=str(REPO / "data"))
     parser.add_argument("--index", default=str(REPO / "data" / "index"))
     args = parser.parse_args()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from bot.knowledge.index import Passage
 from bot.prompts import Message
 
 CHECK = (
@@ -45,9 +44,9 @@ def yes_share(alternatives: Mapping[str, float]) -> float | None:
     return yes / (yes + no) if yes + no else None
 
 
-def score(share: float | None, passages: Sequence[Passage]) -> float | None:
+def score(share: float | None, similarities: Sequence[float]) -> float | None:
     """The yes-share plus the closest passage's cosine similarity to the question (0 to 2); None
     when the model said neither word, or nothing was retrieved."""
-    if share is None or not passages:
+    if share is None or not similarities:
         return None
-    return share + max(p.similarity for p in passages)
+    return share + max(similarities)

@@ -48,6 +48,8 @@ class Passage(PassageLike, Protocol):
     def url(self) -> str | None: ...
     @property
     def score(self) -> float: ...
+    @property
+    def similarity(self) -> float: ...
 
 
 class Retriever(Protocol):
@@ -197,7 +199,7 @@ class Pipeline:
         if self.grounding_threshold <= 0:
             return prompt
         share = await self.grounding_share(prompt.messages, prompt.model)
-        score = grounding.score(share, prompt.passages)
+        score = grounding.score(share, [p.similarity for p in prompt.passages])
         log.debug("question %s: grounding yes-share %s, score %s", prompt.question_id, share, score)
         return replace(prompt, ungrounded=score is not None and score < self.grounding_threshold)
 
