@@ -44,7 +44,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 
 from bot.knowledge import load_embedder  # noqa: E402
@@ -64,6 +63,7 @@ from chatbot.wiring import token_counter  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain.metrics import has_key_fact  # noqa: E402
+from tests.support.model_servers import running_server, vllm_python  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "correction_recall.json"
 

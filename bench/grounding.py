@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
 from quality import UNCOVERED_TUNING, base_pipeline  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -35,6 +34,7 @@ from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.pipeline import Pipeline, Question  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
+from tests.support.model_servers import running_server, vllm_python  # noqa: E402
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 

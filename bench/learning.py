@@ -45,7 +45,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import PeakRss, describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
 from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -64,6 +63,7 @@ from retrain.budget import pick_training  # noqa: E402
 from retrain.dataset import Example  # noqa: E402
 from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
 from retrain.train import TrainConfig, lora_config, rows_per_pass  # noqa: E402
+from tests.support.model_servers import running_server, vllm_python  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "learning.json"
 # issue #20's targets for the default model: a nightly job may take an hour on a CPU; the retrain and

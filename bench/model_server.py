@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
 
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
+from tests.support.model_servers import running_server, vllm_python  # noqa: E402
 
 LEVELS = [1, 4, 8, 16]
 QUESTION = [

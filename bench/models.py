@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe, tree_rss  # noqa: E402
-from model_servers import running_server_process, vllm_python  # noqa: E402
 from quality import base_pipeline, measure  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
 
@@ -44,6 +43,7 @@ from bot.pipeline import Delta, Pipeline, Question  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server import catalog  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
+from tests.support.model_servers import running_server_process, vllm_python  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "models.json"
 

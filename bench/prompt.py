@@ -22,7 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
 from quality import UNCOVERED_TUNING, base_pipeline, measure  # noqa: E402
 from screening import open_sample_knowledge  # noqa: E402
 
@@ -31,6 +30,7 @@ from bot.knowledge.evaluate import load_questions  # noqa: E402
 from bot.prompts import SYSTEM  # noqa: E402
 from chatbot.wiring import token_counter  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
+from tests.support.model_servers import running_server, vllm_python  # noqa: E402
 
 VARIANTS = {
     "v0": SYSTEM,

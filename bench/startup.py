@@ -39,14 +39,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from lora_helpers import make_lora  # noqa: E402
 from machine import describe  # noqa: E402
-from model_servers import SHORT_QUESTION, running_server, vllm_python, wiki_question  # noqa: E402
 
 from model_server import launch  # noqa: E402
 from model_server.client import AsyncModelClient  # noqa: E402
 from model_server.prepare import prepare_base_model  # noqa: E402
 from retrain.train import TrainConfig  # noqa: E402
+from tests.support.lora import make_lora  # noqa: E402
+from tests.support.model_servers import SHORT_QUESTION, running_server, vllm_python, wiki_question  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "startup.json"
 # variant -> (backend, environment overrides, ServerSpec overrides)

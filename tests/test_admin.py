@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import feedback_seed as seed
 import pytest
 
 from bot.admin import AdminCommands, run_summary
@@ -12,6 +11,7 @@ from feedback import queries, store
 from feedback.db import Database
 from feedback.errors import InvalidTransition
 from model_server.errors import ModelServerError
+from tests.support import feedback_seed as seed
 
 ADMIN = "UADMIN"
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import feedback_seed as seed
-from console_helpers import ADMIN, running_console
-from slack_server import running_bot
-from teams_server import ADA, GRACE, PERSONAL, running_teams_bot
-
 from bot.admin import AdminCommands
 from bot.teams import cards
 from feedback import queries, store
 from feedback.db import Database
+from tests.support import feedback_seed as seed
+from tests.support.console import ADMIN, running_console
+from tests.support.slack_harness import running_bot
+from tests.support.teams_activities import ADA, GRACE, PERSONAL
+from tests.support.teams_harness import running_teams_bot
 
 
 def refusals(database: Database) -> list[tuple[str, str, str, str]]:

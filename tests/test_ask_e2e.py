@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CACHE
-from model_servers import free_port
 
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
 from chatbot.wiring import SAMPLE_DIR
 from feedback import migrate
 from model_server import launch
+from tests.support.model_servers import free_port
+from tests.support.paths import TEST_CACHE
 
 pytestmark = pytest.mark.slow
 

@@ -6,22 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import feedback_seed as seed
 import httpx
 import pytest
-from console_helpers import TOKEN, Console, running_console
 from prometheus_client.parser import text_string_to_metric_families
-from slack_server import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeModel,
-    SlackServer,
-    event_callback,
-    make_deps,
-    mention,
-    serving,
-    signature_headers,
-)
 
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Pipeline
@@ -30,6 +17,13 @@ from chatbot.bot_process import application
 from chatbot.settings import Settings
 from feedback import migrate
 from feedback.db import Database
+from tests.support import feedback_seed as seed
+from tests.support.common import serving
+from tests.support.console import TOKEN, Console, running_console
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import make_deps
+from tests.support.slack_payloads import event_callback, mention, signature_headers
 
 
 async def _samples(c: Console) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

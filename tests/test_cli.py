@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-
-def chatbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATA_DIR", "ENVIRONMENT")}
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "chatbot", *args],
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support.cli import chatbot
 
 
 def test_db_upgrade_creates_schema_on_an_empty_sqlite_file(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ import getpass
 from pathlib import Path
 
 import pytest
-from lora_helpers import make_lora
-from model_servers import free_port, running_server
-from test_cli import chatbot
 
 from feedback import migrate, queries, store
 from feedback.db import Database
+from tests.support.cli import chatbot
+from tests.support.lora import make_lora
+from tests.support.model_servers import free_port, running_server
 
 
 def _env(tmp_path: Path, base_model_dir: Path, server: str) -> dict[str, str]:

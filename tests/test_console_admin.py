@@ -9,12 +9,12 @@ import logging
 import re
 from pathlib import Path
 
-import feedback_seed as seed
 import pytest
-from console_helpers import ADMIN, TOKEN, Console, running_console
 
 from feedback import queries, store
 from feedback.db import Database
+from tests.support import feedback_seed as seed
+from tests.support.console import ADMIN, TOKEN, Console, running_console
 
 ADMIN_PAGES = ("/console/review", "/console/model", "/console/quality")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

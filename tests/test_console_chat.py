@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from console_helpers import running_console
 from sqlmodel import select
 
 from feedback import queries
 from feedback.db import Database
 from feedback.models import Answer, Correction, Question, Vote
+from tests.support.console import running_console
 
 
 def _rows(database: Database) -> tuple[list[Question], list[Answer], list[Vote], list[Correction]]:
@@ -149,7 +149,7 @@ async def test_bad_votes_are_refused(database: Database, tmp_path: Path) -> None
 
 
 async def test_only_console_answers_take_console_votes(database: Database, tmp_path: Path) -> None:
-    import feedback_seed as seed
+    from tests.support import feedback_seed as seed
 
     async with running_console(database, tmp_path) as c:
         slack_answer = seed.answer(database)

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from console_helpers import ADMIN, TOKEN, Console, running_console
 
 from feedback import queries
 from feedback.db import Database
+from tests.support.console import ADMIN, TOKEN, Console, running_console
 
 ALICE, BOB = "alice-personal-token-0001", "bob-personal-token-00002"
 OUT_OF_RANGE = [2147483648, 2**63, 99999999999999999999, -1, 0]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import FakeModel
 
 from bot.errors import NotAReviewer
 from bot.knowledge import HashingEmbedder, KnowledgeBase
@@ -17,6 +16,7 @@ from bot.review.desk import ReviewDesk, ReviewPolicy, correction_source
 from feedback import errors, queries, store
 from feedback.db import Database
 from model_server.client import AsyncModelClient
+from tests.support.fakes import FakeModel
 
 LEAVE_PAGE = "# Annual Leave\n\n## Allowance\n\nEveryone gets 25 days of paid annual leave a year.\n"
 LUNCH_PAGE = "# Canteen\n\n## Opening hours\n\nThe canteen serves lunch from noon to two.\n"

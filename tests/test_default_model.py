@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CACHE
-from model_servers import free_port, vllm_python
 
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.evaluate import load_questions
@@ -23,6 +21,8 @@ from chatbot.wiring import SAMPLE_DIR
 from feedback import migrate
 from model_server import catalog, launch
 from retrain.metrics import has_key_fact
+from tests.support.model_servers import free_port, vllm_python
+from tests.support.paths import TEST_CACHE
 
 pytestmark = pytest.mark.slow
 # a count, a duration and a share, from three pages (test and validation questions)

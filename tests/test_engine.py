@@ -20,9 +20,9 @@ import httpx
 import pytest
 import torch
 from aiohttp import web
-from lora_helpers import make_foreign_lora, make_ia3, make_lora
 
 from model_server.engine import Engine, EngineConfig, create_app
+from tests.support.lora import make_foreign_lora, make_ia3, make_lora
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lora_helpers import make_lora
+
+from tests.support.lora import make_lora
 
 pytestmark = pytest.mark.slow
 

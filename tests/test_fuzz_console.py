@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console_helpers import running_console
-
 from feedback.db import Database
+from tests.support.console import running_console
 
 SEED = 21
 REQUESTS = 400

@@ -16,19 +16,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from slack_server import (
-    SIGNING_SECRET,
-    Bot,
+
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from bot.slack import Deps, blocks, review_blocks, translate
+from tests.support.slack_api import SIGNING_SECRET
+from tests.support.slack_harness import Bot, running_bot
+from tests.support.slack_payloads import (
     block_actions,
     event_callback,
     mention,
     reaction_event,
-    running_bot,
     view_submission,
 )
-
-from bot.review.desk import ReviewDesk, ReviewPolicy
-from bot.slack import Deps, blocks, review_blocks, translate
 
 SEED = 21
 ROUNDS = 400

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from teams_server import (
+
+from bot.teams import translate
+from tests.support.teams_activities import (
     GRACE,
     card_execute,
     card_submit,
@@ -24,10 +26,8 @@ from teams_server import (
     group_chat,
     message,
     reaction,
-    running_teams_bot,
 )
-
-from bot.teams import translate
+from tests.support.teams_harness import running_teams_bot
 
 SEED = 20250611
 ACTIVITIES = 300

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import FakeModel, FakePassage, FakeRetriever
 
 from bot import grounding
 from bot.pipeline import Answer, Delta, Pipeline, Question
@@ -16,6 +15,7 @@ from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from model_server.client import AsyncModelClient
+from tests.support.fakes import FakeModel, FakePassage, FakeRetriever
 
 PAYROLL = FakePassage("p1", "Payroll > Payslips", "Payslips are in Meadow on the 25th.", "hr/payroll.md")
 

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lora_helpers import make_lora
-from model_servers import NO_VLLM, running_server, vllm_python
 
 from chatbot.wiring import active_model
 from feedback import migrate, store
 from feedback.db import Database
 from model_server.client import ModelClient
 from retrain import promote
+from tests.support.lora import make_lora
+from tests.support.model_servers import NO_VLLM, running_server, vllm_python
 
 pytestmark = pytest.mark.slow
 QUESTION = [{"role": "user", "content": "How many days of annual leave do I get?"}]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from model_servers import free_port
 
 from model_server import launch
+from tests.support.model_servers import free_port
 
 # Serves /health; exits with status 3 once it has been asked `crash_after` times.
 FAKE_SERVER = """

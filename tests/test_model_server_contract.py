@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from lora_helpers import make_lora
-from model_servers import NO_VLLM, running_server, vllm_python
 
 from model_server.client import AsyncModelClient, ChatResult, ModelClient
 from model_server.errors import AdapterRejected, ModelNotFound
+from tests.support.lora import make_lora
+from tests.support.model_servers import NO_VLLM, running_server, vllm_python
 
 pytestmark = pytest.mark.slow
 

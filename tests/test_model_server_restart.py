@@ -11,8 +11,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from lora_helpers import make_lora
-from model_servers import free_port
 
 from chatbot.cmd_model import launcher, reconciler
 from chatbot.settings import get_settings
@@ -21,6 +19,8 @@ from feedback.db import Database
 from model_server import launch
 from model_server.client import ModelClient
 from retrain import promote
+from tests.support.lora import make_lora
+from tests.support.model_servers import free_port
 
 pytestmark = pytest.mark.slow
 

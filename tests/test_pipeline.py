@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import FakeModel, FakePassage, FakeRetriever
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable, EmptyQuestion
@@ -18,6 +17,7 @@ from feedback.db import Database
 from feedback.models import Answer
 from feedback.models import Question as QuestionRow
 from model_server.client import AsyncModelClient
+from tests.support.fakes import FakeModel, FakePassage, FakeRetriever
 
 LEAVE = FakePassage(
     "c1", "Annual Leave > Allowance", "Everyone gets 27 days of leave a year.", "benefits/leave.md"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from slack_server import PASSAGES, FakeModel, FakePassage, FakeRetriever
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable, EmptyQuestion
@@ -15,6 +14,7 @@ from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from feedback.models import Question as QuestionRow
 from model_server.client import AsyncModelClient
+from tests.support.fakes import PASSAGES, FakeModel, FakePassage, FakeRetriever
 
 LEAVE = "How many days of leave do I get?"
 

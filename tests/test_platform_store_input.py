@@ -7,14 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from slack_server import block_actions, mention, running_bot
 from sqlmodel import select
-from teams_server import card_execute, running_teams_bot
 
 from bot.errors import BotError
 from bot.teams import cards
 from feedback.db import Database
 from feedback.models import Correction, Question
+from tests.support.slack_harness import running_bot
+from tests.support.slack_payloads import block_actions, mention
+from tests.support.teams_activities import card_execute
+from tests.support.teams_harness import running_teams_bot
 
 HUGE = [2**31, 2**63]
 

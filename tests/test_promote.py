@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lora_helpers import make_lora
-from model_servers import running_server
 
 from feedback import errors, queries, store
 from feedback.db import Database
 from model_server.client import ModelClient
 from retrain import promote
 from retrain.errors import PromotionFailed
+from tests.support.lora import make_lora
+from tests.support.model_servers import running_server
 
 pytestmark = pytest.mark.slow
 

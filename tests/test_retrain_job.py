@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 import torch
-from lora_helpers import make_lora
-from model_servers import free_port, running_server
 from transformers import TrainerCallback
 
 from feedback import queries, store
@@ -27,6 +25,8 @@ from retrain.dataset import Dataset, Example
 from retrain.gate import GateConfig
 from retrain.job import JobConfig, run_retrain
 from retrain.train import TrainConfig
+from tests.support.lora import make_lora
+from tests.support.model_servers import free_port, running_server
 
 pytestmark = pytest.mark.slow
 SYSTEM = {"role": "system", "content": "Answer from the documents.\n\n[1] Annual leave\nStaff get 27 days."}

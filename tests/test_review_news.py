@@ -15,22 +15,7 @@ import httpx
 import pytest
 from botbuilder.schema import Activity
 from click.testing import CliRunner
-from console_helpers import TOKEN, Console, running_console
-from slack_server import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    Bot,
-    FakeModel,
-    SlackServer,
-    block_actions,
-    make_deps,
-    migrated_database,
-    running_bot,
-    serving,
-    view_submission,
-)
 from sqlmodel import select
-from teams_server import PERSONAL, TeamsBot, card_execute, feedback_invoke, message, running_teams_bot
 
 from bot.console.core import CONSOLE
 from bot.pipeline import Pipeline
@@ -50,6 +35,14 @@ from chatbot.settings import Settings
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import Correction
+from tests.support.common import migrated_database, serving
+from tests.support.console import TOKEN, Console, running_console
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import Bot, make_deps, running_bot
+from tests.support.slack_payloads import block_actions, view_submission
+from tests.support.teams_activities import PERSONAL, card_execute, feedback_invoke, message
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 REVIEW = "CREVIEW"
 AUTHOR = "U2"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import FakeModel, eventually, mention, reaction_event, running_bot
 
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.pipeline import Answer, Delta, Pipeline, Question
@@ -24,6 +23,10 @@ from feedback import queries, store
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from model_server.client import AsyncModelClient
+from tests.support.common import eventually
+from tests.support.fakes import FakeModel
+from tests.support.slack_harness import running_bot
+from tests.support.slack_payloads import mention, reaction_event
 
 LEAVE_PAGE = (
     "# Annual Leave\n\n## Allowance\n\nEveryone gets 25 days of paid annual leave a year.\n\n"

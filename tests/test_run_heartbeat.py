@@ -11,11 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import feedback_seed as seed
 import pytest
 from click.testing import CliRunner
-from model_servers import free_port
-from schedule_worker import FakeRetrain, abandoned_run
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -27,6 +24,9 @@ from model_server.client import ModelClient
 from retrain.dataset import Dataset
 from retrain.job import JobConfig, run_retrain
 from retrain.schedule import Jobs
+from tests.support import feedback_seed as seed
+from tests.support.model_servers import free_port
+from tests.support.schedule_worker import FakeRetrain, abandoned_run
 
 
 def _queue(database: Database) -> int:

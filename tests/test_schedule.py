@@ -11,9 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import feedback_seed as seed
 import pytest
-from schedule_worker import FakeRetrain, scheduler_process
 from sqlalchemy import text
 from sqlmodel import select
 
@@ -22,6 +20,8 @@ from feedback.db import Database
 from feedback.models import ProcessedEvent, RetrainRun, utcnow
 from retrain.errors import TrainingFailed
 from retrain.schedule import JOB_TABLE, Jobs, build_scheduler, cron_trigger
+from tests.support import feedback_seed as seed
+from tests.support.schedule_worker import FakeRetrain, scheduler_process
 
 
 def _runs(database: Database) -> list[RetrainRun]:

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from schedule_worker import FakeRetrain
 
 from chatbot.scheduler_monitor import MonitorServer, SchedulerMetrics, start_monitor
 from feedback import migrate, store
 from feedback.db import Database
 from feedback.models import RetrainRun
 from retrain.schedule import Jobs
+from tests.support.schedule_worker import FakeRetrain
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -11,16 +11,17 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import feedback_seed as seed
 import pytest
-from schedule_worker import FakeRetrain
-from slack_server import BOT_TOKEN, Bot, running_bot
 
 from bot.admin import AdminCommands
 from bot.slack.admin_channel import AdminChannel, sync_web_client
 from feedback import queries, store
 from retrain.registry import plot_loss_curve
 from retrain.schedule import Jobs
+from tests.support import feedback_seed as seed
+from tests.support.schedule_worker import FakeRetrain
+from tests.support.slack_api import BOT_TOKEN
+from tests.support.slack_harness import Bot, running_bot
 
 ADMIN, ADMIN_CHANNEL = "UADMIN", "CADMINS"
 

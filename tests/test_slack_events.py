@@ -10,21 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from slack_server import (
-    BOT_ID,
-    BOT_USER,
-    OTHER_BOT_ID,
-    Bot,
-    event_callback,
-    mention,
-    message_event,
-    running_bot,
-)
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable
 from bot.slack.blocks import GREETING, THINKING
 from feedback.models import Answer, Question
+from tests.support.slack_api import BOT_ID, BOT_USER, OTHER_BOT_ID
+from tests.support.slack_harness import Bot, running_bot
+from tests.support.slack_payloads import event_callback, mention, message_event
 
 QUESTION = "<@U0BOT> how many days of leave do I get?"
 
@@ -252,7 +245,7 @@ async def test_slack_rate_limit_is_honoured(bot: Bot) -> None:
 
 
 async def test_model_text_is_escaped(tmp_path: Path) -> None:
-    from slack_server import FakeModel
+    from tests.support.fakes import FakeModel
 
     async with running_bot(tmp_path, model=FakeModel("Ask <!channel> & read <docs>")) as bot:
         message = bot.slack.add_message("C1", "U1", QUESTION)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from slack_server import Bot, block_actions, eventually, mention, reaction_event, running_bot, view_submission
 from sqlmodel import select
 
 from bot.slack import blocks
@@ -16,6 +15,9 @@ from bot.slack.blocks import CORRECTION_THANKS, STALE_MODAL
 from bot.slack.notify import NOT_OPENED
 from feedback import queries
 from feedback.models import Correction
+from tests.support.common import eventually
+from tests.support.slack_harness import Bot, running_bot
+from tests.support.slack_payloads import block_actions, mention, reaction_event, view_submission
 
 QUESTION = "<@U0BOT> how many days of leave do I get?"
 ANSWER = "You get 27 days of leave a year."

@@ -14,21 +14,13 @@ from pathlib import Path
 
 import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_server import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    Bot,
-    FakeModel,
-    SlackServer,
-    event_callback,
-    make_deps,
-    mention,
-    migrated_database,
-    running_bot,
-    signature_headers,
-)
 
 from bot.slack import build_slack_app, gate
+from tests.support.common import migrated_database
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import Bot, make_deps, running_bot
+from tests.support.slack_payloads import event_callback, mention, signature_headers
 
 FORGED_LINE = "\nINFO bot.admin: admin command rollback by UADMIN"
 # The reproductions from the issue: each answered 500 with a traceback, signed or not.

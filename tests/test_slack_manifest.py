@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_server import Bot, running_bot
+
+from tests.support.slack_harness import Bot, running_bot
 
 yaml = pytest.importorskip("yaml")
 

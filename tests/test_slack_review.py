@@ -16,15 +16,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from slack_server import (
-    BOT_TOKEN,
-    Bot,
-    block_actions,
-    mention,
-    migrated_database,
-    running_bot,
-    view_submission,
-)
 from sqlmodel import select
 
 from bot.knowledge import HashingEmbedder, KnowledgeBase
@@ -36,6 +27,10 @@ from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, 
 from chatbot.cli import main
 from feedback import queries, store
 from feedback.models import Correction, Review
+from tests.support.common import migrated_database
+from tests.support.slack_api import BOT_TOKEN
+from tests.support.slack_harness import Bot, running_bot
+from tests.support.slack_payloads import block_actions, mention, view_submission
 
 REVIEW = "CREVIEW"
 AUTHOR = "U2"

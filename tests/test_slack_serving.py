@@ -14,19 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from slack_server import (
-    APP_TOKEN,
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeModel,
-    SlackServer,
-    event_callback,
-    make_deps,
-    mention,
-    migrated_database,
-    serving,
-    signature_headers,
-)
 
 from bot.pipeline import Pipeline
 from bot.server import build_app
@@ -37,6 +24,11 @@ from chatbot.bot_process import application
 from chatbot.settings import Settings, SettingsError
 from feedback import migrate
 from feedback.db import Database
+from tests.support.common import migrated_database, serving
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import make_deps
+from tests.support.slack_payloads import event_callback, mention, signature_headers
 
 QUESTION = "<@U0BOT> how many days of leave do I get?"
 

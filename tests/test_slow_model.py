@@ -16,10 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-from console_helpers import running_console
-from slack_server import PASSAGES, FakeModel, FakeRetriever, mention, running_bot, serving
 from sqlmodel import select
-from teams_server import running_teams_bot
 
 from bot.errors import AnswerDelayed, AnswerUnavailable
 from bot.knowledge import HashingEmbedder, KnowledgeBase
@@ -35,6 +32,12 @@ from feedback.models import Answer as AnswerRow
 from feedback.models import Question as QuestionRow
 from model_server.client import AsyncModelClient
 from model_server.health import HealthCache, ThreadedHealthCache
+from tests.support.common import serving
+from tests.support.console import running_console
+from tests.support.fakes import PASSAGES, FakeModel, FakeRetriever
+from tests.support.slack_harness import running_bot
+from tests.support.slack_payloads import mention
+from tests.support.teams_harness import running_teams_bot
 
 BOUND = 0.5  # the answer timeout these tests run with
 SLACK = 2.0  # what the bound may overrun by on a busy machine; far below the client's own 120 s

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import feedback_seed as seed
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
@@ -14,6 +13,7 @@ from sqlmodel import select
 from feedback import errors, ids, queries, store
 from feedback.db import Database
 from feedback.models import AdminRefusal, Correction, Review, Vote, utcnow
+from tests.support import feedback_seed as seed
 
 OUT_OF_RANGE = [2**31, 2**63, 10**20, 0, -1]
 NUL = "How much\x00 leave?"

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from teams_server import ADA, TeamsBot, message, running_teams_bot
 
 from bot.records import Records
 from bot.slack import Deps
@@ -17,6 +16,8 @@ from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
 from feedback.models import Question
+from tests.support.teams_activities import ADA, message
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 ELSEWHERE = "203.0.113.7"  # a documentation address: any machine but this one
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from teams_server import ADA, GRACE, running_teams_bot
-
 from bot.admin import HELP, REFUSAL
 from feedback import queries
 from feedback.db import Database
+from tests.support.teams_activities import ADA, GRACE
+from tests.support.teams_harness import running_teams_bot
 
 
 def runs(database: Database) -> list[tuple[str, str | None]]:

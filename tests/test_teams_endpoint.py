@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from teams_server import TeamsBot, card_execute, message, running_teams_bot
 
 from bot.admin import AdminCommands
 from bot.records import Records
@@ -16,6 +15,8 @@ from bot.teams import cards
 from chatbot.bot_process import teams_endpoint
 from chatbot.settings import Settings, SettingsError
 from feedback.db import Database
+from tests.support.teams_activities import card_execute, message
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 APP_ID = "c9e1b3a0-5a6d-4c8e-9f3b-1d2e3f4a5b6c"
 

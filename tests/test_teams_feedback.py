@@ -8,21 +8,20 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
-from teams_server import (
+
+from bot.teams import cards
+from feedback import queries
+from feedback.models import Answer, Correction
+from tests.support.teams_activities import (
     ADA,
     GRACE,
-    TeamsBot,
     card_execute,
     card_submit,
     channel_thread,
     feedback_invoke,
     reaction,
-    running_teams_bot,
 )
-
-from bot.teams import cards
-from feedback import queries
-from feedback.models import Answer, Correction
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from sqlmodel import func, select
-from teams_server import TeamsBot, card_execute, card_submit, feedback_invoke, running_teams_bot
 
 from bot.teams import cards
 from feedback.db import Database
 from feedback.models import Correction, ProcessedEvent, Vote
+from tests.support.teams_activities import card_execute, card_submit, feedback_invoke
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 
 @pytest.fixture

@@ -9,24 +9,23 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
-from teams_server import (
+
+from bot.errors import AnswerUnavailable, BotError
+from bot.teams.cards import CARD_TYPE, GREETING, USAGE
+from feedback import queries
+from feedback.models import Answer, Question
+from tests.support.teams_activities import (
     ADA,
     BOT_ID,
     CHANNEL,
     GROUP,
     PERSONAL,
     TENANT,
-    TeamsBot,
     channel_thread,
     group_chat,
     message,
-    running_teams_bot,
 )
-
-from bot.errors import AnswerUnavailable, BotError
-from bot.teams.cards import CARD_TYPE, GREETING, USAGE
-from feedback import queries
-from feedback.models import Answer, Question
+from tests.support.teams_harness import TeamsBot, running_teams_bot
 
 ANSWER = "You get 27 days of leave a year."
 

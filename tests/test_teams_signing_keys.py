@@ -12,11 +12,12 @@ from typing import Any
 
 import jwt
 import pytest
-from bot_framework_auth import CONNECTOR_TOKEN, KEY_ID, KeyServer, forged_key
-from teams_server import APP_ID, message, running_teams_bot
 
 from bot.teams import signing_keys
 from bot.teams.signing_keys import SigningKeys, UnverifiableToken
+from tests.support.bot_framework_auth import CONNECTOR_TOKEN, KEY_ID, KeyServer, forged_key
+from tests.support.teams_activities import APP_ID, message
+from tests.support.teams_harness import running_teams_bot
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlmodel import select
-from teams_server import ADA, GRACE, TENANT, feedback_invoke, personal, reaction, running_teams_bot
 
 from bot.teams.translate import fit
 from feedback import queries
 from feedback.db import Database
 from feedback.models import Correction, Question
+from tests.support.teams_activities import ADA, GRACE, TENANT, feedback_invoke, personal, reaction
+from tests.support.teams_harness import running_teams_bot
 
 LONG_CONVERSATION = "a:1" + "Zq9-xW_3kLmN0pQrStUvWxYz" * 8  # 195 characters, longer than the columns
 LONG_USER = "29:1" + "AbCdEfGhIjKlMnOpQrStUvWx" * 7

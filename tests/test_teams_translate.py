@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 from botbuilder.schema import Activity
-from teams_server import (
+
+from bot.pipeline import Answer, Source
+from bot.teams import cards, translate
+from tests.support.teams_activities import (
     ADA,
     BOT_ID,
     CHANNEL,
@@ -22,9 +25,6 @@ from teams_server import (
     message,
     reaction,
 )
-
-from bot.pipeline import Answer, Source
-from bot.teams import cards, translate
 
 URL = "https://smba.trafficmanager.net/emea/"
 

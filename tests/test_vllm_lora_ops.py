@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_helpers import make_lora
-from model_servers import NO_VLLM, SHORT_QUESTION, running_server, vllm_python, wiki_question
 
 from model_server import vllm_serve
 from model_server.client import AsyncModelClient
 from retrain.train import TrainConfig
+from tests.support.lora import make_lora
+from tests.support.model_servers import NO_VLLM, SHORT_QUESTION, running_server, vllm_python, wiki_question
 
 SLOTS, RANK, IN, OUT = 3, 8, 24, 40
 

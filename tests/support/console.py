@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from slack_server import FakeModel, make_deps, serving
 
 from bot.admin import AdminCommands
 from bot.console import ConsoleDeps
+from bot.inflight import Inflight
 from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.metrics import BotMetrics
 from bot.records import Records
@@ -23,6 +23,8 @@ from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.review.news import Tell
 from bot.server import build_app
 from feedback.db import Database
+from tests.support.common import serving
+from tests.support.fakes import FakeModel, fake_pipeline
 
 TOKEN = "s3cret-console-token-for-tests"
 ADMIN = "console:admin"  # the identity ADMIN_TOKEN signs in as
@@ -86,7 +88,8 @@ async def running_console(
     """`on_decided`: who is told about review decisions (`bot.review.news`); by default nobody.
     `console_users`: CONSOLE_USERS as {name: token}, beside `admin_token`."""
     model = FakeModel()
-    slack_deps = make_deps(database, model)
+    pipeline = fake_pipeline(database, model)
+    inflight = Inflight()
     knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
     desk = ReviewDesk(
         database,
@@ -94,9 +97,9 @@ async def running_console(
         knowledge=knowledge,
     )
     metrics = BotMetrics(database)
-    slack_deps.pipeline.observers.append(metrics.observe_answer)
+    pipeline.observers.append(metrics.observe_answer)
     deps = ConsoleDeps(
-        pipeline=slack_deps.pipeline,
+        pipeline=pipeline,
         database=database,
         records=Records(database, platform="web"),
         review=desk,
@@ -104,10 +107,10 @@ async def running_console(
         admin_token=admin_token,
         console_users=console_users or {},
         chat_open=chat_open,
-        inflight=slack_deps.inflight,
+        inflight=inflight,
         on_decided=on_decided,
     )
-    app = build_app(inflight=slack_deps.inflight, metrics=metrics, console=deps)
+    app = build_app(inflight=inflight, metrics=metrics, console=deps)
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
         yield Console(http, deps, model, database, knowledge)
-    await slack_deps.pipeline.client.aclose()
+    await pipeline.client.aclose()

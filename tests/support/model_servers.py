@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from model_server import launch
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 NO_VLLM = "vLLM's environment .venv-vllm is missing; `make vllm` creates it (CI does)"
 # what tests and benchmarks ask a server: a short question, and one the size of the bot's
