@@ -13,10 +13,11 @@ import pytest
 
 from bot.knowledge import KnowledgeBase, SentenceTransformerEmbedder
 from bot.knowledge.embedder import bundled_model_dir
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.slow
 
-SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "bot" / "knowledge" / "sample" / "docs"
+SAMPLE_DOCS = REPO / "bot" / "knowledge" / "sample" / "docs"
 
 
 @pytest.fixture(scope="module")

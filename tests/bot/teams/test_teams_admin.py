@@ -1,7 +1,7 @@
 """Admin commands as messages to the bot in Teams, through the real `bot.admin.AdminCommands`: for
 the ids in ADMIN_USERS (an Azure AD object id or a Teams user id), refused for everyone else. The
 bot runs authenticated (tokens checked against a local stand-in for Microsoft's keys): admin
-commands never run without a valid token (tests/test_teams_access.py)."""
+commands never run without a valid token (tests/bot/teams/test_teams_access.py)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-SAMPLE_DIR = Path(__file__).parent.parent / "bot" / "knowledge" / "sample"
+from tests.support.paths import REPO
+
+SAMPLE_DIR = REPO / "bot" / "knowledge" / "sample"
 DOCS_DIR = SAMPLE_DIR / "docs"
 QUESTIONS_FILE = SAMPLE_DIR / "questions.jsonl"
 

@@ -19,6 +19,7 @@ from feedback import queries, store
 from retrain.registry import plot_loss_curve
 from retrain.schedule import Jobs
 from tests.support import feedback_seed as seed
+from tests.support.paths import REPO
 from tests.support.schedule_worker import FakeRetrain
 from tests.support.slack_api import BOT_TOKEN
 from tests.support.slack_harness import Bot, running_bot
@@ -166,6 +167,6 @@ async def test_a_failed_run_is_posted_without_an_image(bot: Bot) -> None:
 def test_the_manifest_lets_the_bot_upload_loss_curves() -> None:
     import yaml
 
-    manifest = yaml.safe_load((Path(__file__).parent.parent / "slack" / "manifest.yaml").read_text())
+    manifest = yaml.safe_load((REPO / "slack" / "manifest.yaml").read_text())
     assert "files:write" in manifest["oauth_config"]["scopes"]["bot"]
     assert "retrain" in manifest["features"]["slash_commands"][0]["usage_hint"]

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.paths import REPO
 from tests.support.slack_harness import Bot, running_bot
 
 yaml = pytest.importorskip("yaml")
 
-MANIFEST = Path(__file__).resolve().parent.parent / "slack" / "manifest.yaml"
+MANIFEST = REPO / "slack" / "manifest.yaml"
 # A minimal event of each subscribable type, as Slack sends it.
 SAMPLES: dict[str, dict[str, Any]] = {
     "app_mention": {"type": "app_mention", "user": "U1", "text": "<@U0BOT>", "ts": "1.1", "channel": "C1"},

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from chatbot.settings import Settings
+from tests.support.paths import REPO
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
