@@ -15,7 +15,6 @@ from bot.pipeline import Pipeline
 from chatbot import wiring
 from chatbot.bot_process import application
 from chatbot.settings import Settings
-from feedback import migrate
 from feedback.db import Database
 from tests.support import feedback_seed as seed
 from tests.support.common import serving
@@ -90,12 +89,11 @@ async def test_healthz_is_still_served(database: Database, tmp_path: Path) -> No
 
 
 async def test_the_bot_process_serves_console_and_metrics_and_counts_slack_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`chatbot.bot_process.application` wires the console, /metrics and the pipeline's observer together:
     a question answered in Slack is counted, the console answers and its admin pages take the token."""
-    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(db_url)
+    db_url = database.url
     model = FakeModel()
     monkeypatch.setattr(
         wiring, "build_pipeline", lambda settings, *, database, knowledge: _pipeline(database, model)

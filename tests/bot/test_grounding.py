@@ -1,17 +1,16 @@
 """The grounding check: one yes/no token before the answer, and the refusal where the model says
-its passages do not answer the question (fake model server behind httpx.MockTransport, real SQLite)."""
+its passages do not answer the question (fake model server behind httpx.MockTransport, the real
+store on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import httpx
 import pytest
 
 from bot import grounding
 from bot.pipeline import Answer, Delta, Pipeline, Question
-from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from model_server.client import AsyncModelClient
@@ -20,20 +19,13 @@ from tests.support.fakes import FakeModel, FakePassage, FakeRetriever
 PAYROLL = FakePassage("p1", "Payroll > Payslips", "Payslips are in Meadow on the 25th.", "hr/payroll.md")
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(url)
-    return Database(url)
-
-
-def _pipeline(db: Database, model: FakeModel, threshold: float) -> Pipeline:
+def _pipeline(database: Database, model: FakeModel, threshold: float) -> Pipeline:
     client = AsyncModelClient("http://model", transport=httpx.MockTransport(model), retries=0)
     return Pipeline(
         retriever=FakeRetriever([PAYROLL]),
         client=client,
         model_name=lambda: "kb-v2",
-        database=db,
+        database=database,
         grounding_threshold=threshold,
     )
 
@@ -64,10 +56,10 @@ def test_the_check_keeps_the_served_prompt_as_its_prefix() -> None:
     assert served[1]["content"] == "Pension?"  # the served prompt is left as it was
 
 
-async def test_a_no_from_the_check_gives_the_refusal_and_records_the_prompt(db: Database) -> None:
+async def test_a_no_from_the_check_gives_the_refusal_and_records_the_prompt(database: Database) -> None:
     model = FakeModel("Your pension is paid with your salary.")
     model.yes = 0.2
-    answer = await _pipeline(db, model, 0.5).answer(Question("How does the pension scheme work?"))
+    answer = await _pipeline(database, model, 0.5).answer(Question("How does the pension scheme work?"))
 
     assert "couldn't find that in the company documents" in answer.text
     assert not answer.covered and answer.sources == [] and answer.confidence is None
@@ -75,33 +67,35 @@ async def test_a_no_from_the_check_gives_the_refusal_and_records_the_prompt(db: 
     check = model.requests[0]
     assert (check["max_tokens"], check["top_logprobs"], check["model"]) == (1, 10, "kb-v2")
     assert check["messages"][-1]["content"].endswith(grounding.CHECK)
-    with db.reader() as s:
+    with database.reader() as s:
         row = s.get(AnswerRow, answer.answer_id)
         assert row is not None and row.text == answer.text
         assert "Payslips are in Meadow" in row.prompt[0]["content"]  # reviewers see what it had
 
 
-async def test_a_yes_from_the_check_gets_the_answer_from_the_prompt_as_served(db: Database) -> None:
+async def test_a_yes_from_the_check_gets_the_answer_from_the_prompt_as_served(database: Database) -> None:
     model = FakeModel("Payslips are in Meadow on the 25th.")
     model.yes = 0.8
-    answer = await _pipeline(db, model, 0.5).answer(Question("Where are my payslips?"))
+    answer = await _pipeline(database, model, 0.5).answer(Question("Where are my payslips?"))
 
     assert answer.text == "Payslips are in Meadow on the 25th." and answer.covered
     assert [r.get("top_logprobs") for r in model.requests] == [10, None]
     assert model.requests[1]["messages"][-1]["content"] == "Where are my payslips?"
 
 
-async def test_no_check_is_asked_at_threshold_zero(db: Database) -> None:
+async def test_no_check_is_asked_at_threshold_zero(database: Database) -> None:
     model = FakeModel("Payslips are in Meadow on the 25th.")
     model.yes = 0.0
-    answer = await _pipeline(db, model, 0.0).answer(Question("Where are my payslips?"))
+    answer = await _pipeline(database, model, 0.0).answer(Question("Where are my payslips?"))
     assert answer.covered and len(model.requests) == 1 and "top_logprobs" not in model.requests[0]
 
 
-async def test_a_streamed_answer_refused_by_the_check_comes_in_one_piece(db: Database) -> None:
+async def test_a_streamed_answer_refused_by_the_check_comes_in_one_piece(database: Database) -> None:
     model = FakeModel("Your pension is paid with your salary.")
     model.yes = 0.1
-    items = [item async for item in _pipeline(db, model, 0.5).answer_stream(Question("Pension scheme?"))]
+    items = [
+        item async for item in _pipeline(database, model, 0.5).answer_stream(Question("Pension scheme?"))
+    ]
 
     *deltas, answer = items
     assert isinstance(answer, Answer) and not answer.covered

@@ -1,9 +1,8 @@
 """The answer pipeline with a fake retriever and a fake model server (a handler function behind
-httpx.MockTransport), recording into a real SQLite store."""
+httpx.MockTransport), recording into the real store (SQLite, and PostgreSQL where TEST_POSTGRES_URL
+points)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +11,6 @@ from sqlmodel import select
 from bot.errors import AnswerUnavailable, EmptyQuestion
 from bot.pipeline import Pipeline, Question
 from bot.prompts import Turn, approx_tokens, build_messages
-from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer
 from feedback.models import Question as QuestionRow
@@ -37,21 +35,14 @@ def answering_model(*, down: bool = False) -> FakeModel:
     return model
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(url)
-    return Database(url)
-
-
-def _pipeline(retriever: FakeRetriever, model: FakeModel, db: Database, **kw: object) -> Pipeline:
+def _pipeline(retriever: FakeRetriever, model: FakeModel, database: Database, **kw: object) -> Pipeline:
     client = AsyncModelClient("http://model", transport=httpx.MockTransport(model), retries=0)
-    return Pipeline(retriever=retriever, client=client, model_name=lambda: "kb-v3", database=db, **kw)  # type: ignore[arg-type]
+    return Pipeline(retriever=retriever, client=client, model_name=lambda: "kb-v3", database=database, **kw)  # type: ignore[arg-type]
 
 
-async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Database) -> None:
+async def test_answer_carries_sources_adapter_confidence_and_is_recorded(database: Database) -> None:
     model = answering_model()
-    pipeline = _pipeline(FakeRetriever([LEAVE, CARRY, VPN]), model, db)
+    pipeline = _pipeline(FakeRetriever([LEAVE, CARRY, VPN]), model, database)
     answer = await pipeline.answer(
         Question("How many days of leave do I get?", platform="slack", user_id="U1")
     )
@@ -64,37 +55,39 @@ async def test_answer_carries_sources_adapter_confidence_and_is_recorded(db: Dat
     assert answer.covered and set(answer.timings) == {"retrieve_ms", "generate_ms", "total_ms"}
     system = model.requests[0]["messages"][0]["content"]
     assert "only the documents below" in system and "27 days of leave" in system
-    with db.reader() as s:
+    with database.reader() as s:
         row = s.get(Answer, answer.answer_id)
         assert row is not None
         assert (row.adapter, row.passage_ids, row.platform) == ("kb-v3", ["c1", "c2", "c3"], "slack")
         assert row.prompt == model.requests[0]["messages"]  # the conversation exactly as served
 
 
-async def test_empty_question_is_refused_and_nothing_recorded(db: Database) -> None:
-    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(), db)
+async def test_empty_question_is_refused_and_nothing_recorded(database: Database) -> None:
+    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(), database)
     with pytest.raises(EmptyQuestion):
         await pipeline.answer(Question("   "))
-    with db.reader() as s:
+    with database.reader() as s:
         assert s.exec(select(QuestionRow)).all() == []
 
 
-async def test_uncovered_question_gets_the_refusal_without_the_model(db: Database) -> None:
+async def test_uncovered_question_gets_the_refusal_without_the_model(database: Database) -> None:
     model = answering_model()
-    answer = await _pipeline(FakeRetriever([]), model, db).answer(Question("What's the capital of Peru?"))
+    answer = await _pipeline(FakeRetriever([]), model, database).answer(
+        Question("What's the capital of Peru?")
+    )
     assert not answer.covered and answer.sources == []
     assert "couldn't find that in the company documents" in answer.text
     assert model.requests == []
-    with db.reader() as s:
+    with database.reader() as s:
         assert s.get(Answer, answer.answer_id) is not None
 
 
-async def test_model_server_down_still_records_the_question(db: Database) -> None:
-    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(down=True), db)
+async def test_model_server_down_still_records_the_question(database: Database) -> None:
+    pipeline = _pipeline(FakeRetriever([LEAVE]), answering_model(down=True), database)
     with pytest.raises(AnswerUnavailable) as raised:
         await pipeline.answer(Question("How many days of leave?", user_id="U7"))
     assert "can't reach my language model" in raised.value.user_message
-    with db.reader() as s:
+    with database.reader() as s:
         rows = s.exec(select(QuestionRow)).all()
         assert [(q.id, q.user_id) for q in rows] == [(raised.value.question_id, "U7")]
         assert s.exec(select(Answer)).all() == []
@@ -115,10 +108,12 @@ def test_passages_and_history_are_fitted_to_the_budget() -> None:
     assert len(kept) < len(history)
 
 
-async def test_history_reaches_the_model_in_order(db: Database) -> None:
+async def test_history_reaches_the_model_in_order(database: Database) -> None:
     model = answering_model()
     history = [Turn("user", "How many days of leave?"), Turn("assistant", "27 days.")]
-    await _pipeline(FakeRetriever([LEAVE]), model, db).answer(Question("Can I carry them over?"), history)
+    await _pipeline(FakeRetriever([LEAVE]), model, database).answer(
+        Question("Can I carry them over?"), history
+    )
     roles = [(m["role"], m["content"]) for m in model.requests[0]["messages"][1:]]
     assert roles == [
         ("user", "How many days of leave?"),

@@ -26,7 +26,6 @@ from bot.server import build_app
 from chatbot import wiring
 from chatbot.bot_process import application
 from chatbot.settings import Settings
-from feedback import migrate
 from feedback.db import Database
 from feedback.models import Answer as AnswerRow
 from feedback.models import Question as QuestionRow
@@ -293,12 +292,11 @@ def test_the_threaded_cache_probes_once_per_ttl_and_counts_a_failing_probe_as_do
 
 
 async def test_the_bot_built_from_settings_bounds_answers_and_reports_the_model_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`chatbot.bot_process.application` with the real `build_pipeline`: ANSWER_TIMEOUT_SECONDS and
     MODEL_SERVER_URL reach the pipeline and /healthz (only the model files are stood in for)."""
-    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(db_url)
+    db_url = database.url
     knowledge = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
     knowledge.add_document(
         "# Annual leave\n\nEveryone gets 27 days of leave a year.", source="leave.md", title="Annual leave"
@@ -317,6 +315,4 @@ async def test_the_bot_built_from_settings_bounds_answers_and_reports_the_model_
             asked = await http.post("/console/api/ask", json={"question": QUESTION})
             assert time.monotonic() - started < BOUND + SLACK
             assert json.dumps(AnswerDelayed.user_message) in asked.text
-    database = Database(db_url)
     assert [q.text for q in _rows(database)[0]] == [QUESTION]
-    database.dispose()

@@ -29,6 +29,7 @@ def env(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     data = TEST_CACHE / "e2e"
     # The real index over the sample documents; ingestion is incremental, so later runs are quick.
     KnowledgeBase.open(data / "index", load_embedder()).ingest([SAMPLE_DIR / "docs"], progress=False)
+    # A store of its own: the module's processes share it across tests, and `database` is per test.
     db_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'chatbot.db'}"
     migrate.upgrade(db_url)
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "MODEL_", "DATA_DIR"))}

@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, inspect
 
 from tests.support.cli import chatbot
 
+# The tests here make their own databases: `chatbot db upgrade` or `setup` migrating one is what is tested.
+
 
 def test_db_upgrade_creates_schema_on_an_empty_sqlite_file(tmp_path: Path) -> None:
     db_file = tmp_path / "store" / "chatbot.db"

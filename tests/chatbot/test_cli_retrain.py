@@ -9,31 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from feedback import migrate, queries, store
+from feedback import queries, store
 from feedback.db import Database
 from tests.support.cli import chatbot
 from tests.support.lora import make_lora
 from tests.support.model_servers import free_port, running_server
 
 
-def _env(tmp_path: Path, base_model_dir: Path, server: str) -> dict[str, str]:
+def _env(tmp_path: Path, base_model_dir: Path, server: str, database: Database) -> dict[str, str]:
     return {
         "DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'chatbot.db'}",
+        "DATABASE_URL": database.url,
         "MODEL_SERVER_URL": server,
         "BASE_MODEL": str(base_model_dir),
         "EMBEDDING_MODEL": "hashing",
     }
 
 
-def _database(env: dict[str, str]) -> Database:
-    migrate.upgrade(env["DATABASE_URL"])
-    return Database(env["DATABASE_URL"])
-
-
-def test_refusals_are_one_line_and_change_nothing(tmp_path: Path, base_model_dir: Path) -> None:
-    env = _env(tmp_path, base_model_dir, f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    database = _database(env)
+def test_refusals_are_one_line_and_change_nothing(
+    database: Database, tmp_path: Path, base_model_dir: Path
+) -> None:
+    env = _env(tmp_path, base_model_dir, f"http://127.0.0.1:{free_port()}", database)  # nothing listens there
     unknown = chatbot("adapters", "promote", "kb-v9", "--as", "alice", env=env, cwd=tmp_path)
     assert unknown.returncode == 1 and "There is no adapter called 'kb-v9'" in unknown.stderr
     nothing = chatbot("adapters", "rollback", env=env, cwd=tmp_path)
@@ -46,14 +42,12 @@ def test_refusals_are_one_line_and_change_nothing(tmp_path: Path, base_model_dir
     assert down.returncode == 1 and "is not answering" in down.stderr and "Traceback" not in down.stderr
     with database.reader() as session:
         assert queries.active_adapter(session) is None and not queries.adapter_history(session)
-    database.dispose()
 
 
 def test_a_retrain_with_the_model_server_down_is_recorded_failed(
-    tmp_path: Path, base_model_dir: Path
+    database: Database, tmp_path: Path, base_model_dir: Path
 ) -> None:
-    env = _env(tmp_path, base_model_dir, f"http://127.0.0.1:{free_port()}")
-    database = _database(env)
+    env = _env(tmp_path, base_model_dir, f"http://127.0.0.1:{free_port()}", database)
     result = chatbot("retrain", "--as", "bob", env=env, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "Run #1 failed" in result.stdout and "is not answering" in result.stdout
@@ -61,14 +55,14 @@ def test_a_retrain_with_the_model_server_down_is_recorded_failed(
         (run,) = queries.recent_runs(session)
     assert run.status == "failed" and run.requested_by == "bob" and run.trigger == "cli"
     assert run.error and "is not answering" in run.error
-    database.dispose()
 
 
 @pytest.mark.slow
-def test_promote_and_rollback_are_recorded_with_who_did_it(tmp_path: Path, base_model_dir: Path) -> None:
+def test_promote_and_rollback_are_recorded_with_who_did_it(
+    database: Database, tmp_path: Path, base_model_dir: Path
+) -> None:
     with running_server("transformers", base_model_dir, tmp_path / "engine.log") as server:
-        env = _env(tmp_path, base_model_dir, server)
-        database = _database(env)
+        env = _env(tmp_path, base_model_dir, server, database)
         for n in (1, 2):
             path = make_lora(base_model_dir, tmp_path / f"kb-v{n}", seed=n)
             with database.writer() as session:
@@ -87,4 +81,3 @@ def test_promote_and_rollback_are_recorded_with_who_did_it(tmp_path: Path, base_
         ("promote", "kb-v2", "alice"),
         ("promote", "kb-v1", "alice"),
     ]
-    database.dispose()

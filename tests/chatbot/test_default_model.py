@@ -34,6 +34,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     data = TEST_CACHE / "default-model"
     KnowledgeBase.open(data / "index", load_embedder()).ingest([SAMPLE_DIR / "docs"], progress=False)
     (data / "models").mkdir(parents=True, exist_ok=True)
+    # A store of its own: the module's processes share it across tests, and `database` is per test.
     db_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'chatbot.db'}"
     migrate.upgrade(db_url)
     dropped = ("DATABASE_URL", "MODEL_", "DATA_DIR", "BASE_")

@@ -45,6 +45,7 @@ def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_scheduler_stores_its_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    # A store of its own at DATA_DIR's default path: the process is given no DATABASE_URL and finds it.
     url = f"sqlite:///{tmp_path / 'data' / 'chatbot.db'}"
     migrate.upgrade(url)
     process = subprocess.Popen(

@@ -112,6 +112,7 @@ def test_a_taken_port_or_zero_leaves_the_scheduler_running_without_http(
 
 
 def test_chatbot_scheduler_serves_healthz_and_metrics(tmp_path: Path) -> None:
+    # A store of its own at DATA_DIR's default path: the process is given no DATABASE_URL and finds it.
     url = f"sqlite:///{tmp_path / 'data' / 'chatbot.db'}"
     migrate.upgrade(url)
     port = _free_port()

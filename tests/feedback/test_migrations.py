@@ -23,6 +23,9 @@ TABLES = {
 }
 
 
+# Each test makes its own database, not the `database` fixture's: migrating it is what is tested.
+
+
 def _check_schema(url: str) -> None:
     engine = create_engine(url)
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from chatbot.cmd_model import launcher, reconciler
 from chatbot.settings import get_settings
-from feedback import migrate, store
+from feedback import store
 from feedback.db import Database
 from model_server import launch
 from model_server.client import ModelClient
@@ -43,10 +43,10 @@ def _engine_process() -> psutil.Process:
 
 
 def test_a_killed_server_comes_back_with_the_active_and_previous_adapters(
-    base_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, base_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
+    db_url = database.url
     for name, value in {
         "DATA_DIR": str(tmp_path),
         "DATABASE_URL": db_url,
@@ -56,8 +56,6 @@ def test_a_killed_server_comes_back_with_the_active_and_previous_adapters(
     }.items():
         monkeypatch.setenv(name, value)
     settings = get_settings()
-    migrate.upgrade(db_url)
-    database = Database(db_url)
     for n in (1, 2):
         path = make_lora(base_model_dir, tmp_path / "adapters" / f"kb-v{n}", seed=n)
         with database.writer() as session:
@@ -88,5 +86,4 @@ def test_a_killed_server_comes_back_with_the_active_and_previous_adapters(
         client.close()
         stop.set()
         thread.join(timeout=90)
-        database.dispose()
     assert not thread.is_alive()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.wiring import active_model
-from feedback import migrate, store
+from feedback import store
 from feedback.db import Database
 from model_server.client import ModelClient
 from retrain import promote
@@ -76,11 +76,8 @@ class _Workers:
 
 
 def test_promote_and_rollback_under_concurrent_questions(
-    server: str, base_model_dir: Path, tmp_path: Path
+    server: str, database: Database, base_model_dir: Path, tmp_path: Path
 ) -> None:
-    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(db_url)
-    database = Database(db_url)
     prefix = f"swap{tmp_path.name[-6:]}".replace("_", "")
     v1, v2 = f"{prefix}-v1", f"{prefix}-v2"
     for n, name in ((1, v1), (2, v2)):
@@ -101,7 +98,6 @@ def test_promote_and_rollback_under_concurrent_questions(
         answers, failures = list(workers.answers), list(workers.failures)
     finally:
         client.close()
-        database.dispose()
 
     assert not failures, failures[:3]
     assert all(asked == answered for _, asked, answered in answers)  # each answer from what was asked

@@ -5,7 +5,6 @@ points at an adapter the server would not serve."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,8 @@ from model_server.client import ModelClient
 from retrain import promote
 from retrain.errors import PromotionFailed
 from tests.support.lora import make_lora
-from tests.support.model_servers import running_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def engine_url(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("engine") / "server.log"
-    with running_server("transformers", base_model_dir, log, max_loras=4) as url:
-        yield url
-
-
-@pytest.fixture
-def client(engine_url: str) -> Iterator[ModelClient]:
-    with ModelClient(engine_url) as c:
-        yield c
 
 
 @pytest.fixture

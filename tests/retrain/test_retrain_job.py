@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,10 @@ from retrain.gate import GateConfig
 from retrain.job import JobConfig, run_retrain
 from retrain.train import TrainConfig
 from tests.support.lora import make_lora
-from tests.support.model_servers import free_port, running_server
+from tests.support.model_servers import free_port
 
 pytestmark = pytest.mark.slow
 SYSTEM = {"role": "system", "content": "Answer from the documents.\n\n[1] Annual leave\nStaff get 27 days."}
-
-
-@pytest.fixture(scope="module")
-def engine_url(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("engine") / "server.log"
-    with running_server("transformers", base_model_dir, log, max_loras=4) as url:
-        yield url
-
-
-@pytest.fixture
-def client(engine_url: str) -> Iterator[ModelClient]:
-    with ModelClient(engine_url) as c:
-        yield c
 
 
 def _example(i: int, kind: str, split: str) -> Example:

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from chatbot.cli import main
-from feedback import errors, migrate, store
+from feedback import errors, store
 from feedback.db import Database
 from feedback.models import RetrainRun, utcnow
 from model_server.client import ModelClient
@@ -206,13 +206,11 @@ def test_a_run_whose_process_was_killed_is_reaped(database: Database) -> None:
 
 
 def test_chatbot_retrain_reaps_a_silent_run_before_its_own(
-    tmp_path: Path, base_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, base_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real command (click's runner, settings from the environment); no model server, so its
     own run fails at once, after the silent one was cleared out of its way."""
-    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(url)
-    database = Database(url)
+    url = database.url
     silent = _start(database)
     _set(database, silent, heartbeat_at=utcnow() - timedelta(minutes=6))
     for name, value in {
@@ -227,4 +225,3 @@ def test_chatbot_retrain_reaps_a_silent_run_before_its_own(
     assert f"Run #{silent} had stopped without finishing" in result.output, result.output
     assert f"Run #{silent + 1} failed" in result.output and "is not answering" in result.output
     assert _run(database, silent).status == "failed"
-    database.dispose()

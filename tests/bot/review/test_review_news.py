@@ -35,7 +35,7 @@ from chatbot.settings import Settings
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import Correction
-from tests.support.common import migrated_database, serving
+from tests.support.common import serving
 from tests.support.console import TOKEN, Console, running_console
 from tests.support.fakes import FakeModel
 from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
@@ -123,10 +123,9 @@ async def test_with_slack_down_a_console_decision_is_recorded_and_the_reviewer_w
 
 
 async def test_the_bot_wires_its_console_to_tell_slack(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`chatbot.bot_process.application`, built from settings: a console decision reaches the Slack card."""
-    database = migrated_database(tmp_path / "chatbot.db")
 
     def build_pipeline(settings: Settings, *, database: Database, knowledge: object = None) -> Pipeline:
         return make_deps(database, FakeModel()).pipeline
@@ -151,7 +150,6 @@ async def test_the_bot_wires_its_console_to_tell_slack(
         assert len(slack.called("chat.update", channel=REVIEW)) == 1
         [dm] = slack.called("chat.postMessage", channel=f"D{AUTHOR}")
         assert dm["text"].startswith("Good news: a reviewer approved your correction")
-    database.dispose()
 
 
 # --- Teams authors are told -------------------------------------------------------------------
@@ -304,9 +302,8 @@ async def test_a_teams_author_hears_of_a_decision_taken_in_the_terminal(
 
 
 def test_teams_unreachable_from_the_terminal_still_records_the_decision(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
     asked: dict[str, Any] = message(QUESTION, service_url=NOBODY_LISTENS)
     with database.writer() as s:
         q = store.record_question(s, platform="teams", user_id="ada", text=QUESTION, channel=PERSONAL)
@@ -320,4 +317,3 @@ def test_teams_unreachable_from_the_terminal_still_records_the_decision(
     assert result.exit_code == 0, result.output
     assert "its author was not told in Teams (Teams could not be reached)" in result.output
     assert status(database, c.id or 0) == "rejected"
-    database.dispose()

@@ -16,7 +16,7 @@ import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.slack import build_slack_app, gate
-from tests.support.common import migrated_database
+from feedback.db import Database
 from tests.support.fakes import FakeModel
 from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
 from tests.support.slack_harness import Bot, make_deps, running_bot
@@ -134,11 +134,10 @@ async def test_refusals_are_logged_once_short_and_without_the_body(
 
 
 async def test_bolts_own_refusal_no_longer_logs_the_raw_body(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Bolt checks the signature again behind the gate; its refusal used to log the whole body at INFO."""
     caplog.set_level(logging.DEBUG)
-    database = migrated_database(tmp_path / "chatbot.db")
     async with SlackServer() as slack:
         deps = make_deps(database, FakeModel())
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
@@ -147,7 +146,6 @@ async def test_bolts_own_refusal_no_longer_logs_the_raw_body(
         response = await app.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
         assert response.status == 401
         await deps.pipeline.client.aclose()
-    database.dispose()
     assert "UADMIN" not in caplog.text and "Bolt refused a request" in caplog.text
 
 

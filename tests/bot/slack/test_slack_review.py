@@ -26,8 +26,8 @@ from bot.slack.listeners.review import post_missing_cards
 from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, STALE_MODAL
 from chatbot.cli import main
 from feedback import queries, store
+from feedback.db import Database
 from feedback.models import Correction, Review
-from tests.support.common import migrated_database
 from tests.support.slack_api import BOT_TOKEN
 from tests.support.slack_harness import Bot, running_bot
 from tests.support.slack_payloads import block_actions, mention, view_submission
@@ -334,10 +334,9 @@ async def test_a_decision_in_the_terminal_updates_the_card_and_tells_the_author(
 
 
 def test_slack_unreachable_from_the_terminal_still_records_the_decision(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    database = migrated_database(tmp_path / "chatbot.db")
+    url = database.url
     with database.writer() as s:
         q = store.record_question(s, platform="slack", user_id="U1", text="How much leave?", channel="C1")
         a = store.record_answer(s, question_id=q.id or 0, text="25 days.", adapter="base")
@@ -357,4 +356,3 @@ def test_slack_unreachable_from_the_terminal_still_records_the_decision(
     assert "Slack was not told (Slack could not be reached)" in result.output
     with database.reader() as s:
         assert queries.review_case(s, c.id or 0).correction.status == "approved"  # type: ignore[union-attr]
-    database.dispose()

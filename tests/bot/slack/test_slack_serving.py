@@ -22,9 +22,8 @@ from bot.slack.web import SlackRoutes
 from chatbot import wiring
 from chatbot.bot_process import application
 from chatbot.settings import Settings, SettingsError
-from feedback import migrate
 from feedback.db import Database
-from tests.support.common import migrated_database, serving
+from tests.support.common import serving
 from tests.support.fakes import FakeModel
 from tests.support.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, SlackServer
 from tests.support.slack_harness import make_deps
@@ -33,8 +32,7 @@ from tests.support.slack_payloads import event_callback, mention, signature_head
 QUESTION = "<@U0BOT> how many days of leave do I get?"
 
 
-async def test_socket_mode_answers_events_pushed_over_the_websocket(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
+async def test_socket_mode_answers_events_pushed_over_the_websocket(database: Database) -> None:
     async with SlackServer() as slack:
         deps = make_deps(database, FakeModel())
         app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret="", api_url=slack.api_url)
@@ -59,11 +57,9 @@ async def test_socket_mode_answers_events_pushed_over_the_websocket(tmp_path: Pa
             await deps.inflight.drain(10)
             assert len(slack.called("chat.postMessage")) == 1
         await deps.pipeline.client.aclose()
-    database.dispose()
 
 
-async def test_a_refused_bot_token_stops_the_server_at_start(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
+async def test_a_refused_bot_token_stops_the_server_at_start(database: Database) -> None:
     async with SlackServer() as slack:
         deps = make_deps(database, FakeModel())
         app = build_slack_app(
@@ -73,17 +69,14 @@ async def test_a_refused_bot_token_stops_the_server_at_start(tmp_path: Path) -> 
             async with serving(build_app(slack=SlackRoutes(app, SIGNING_SECRET), inflight=deps.inflight)):
                 pass
         await deps.pipeline.client.aclose()
-    database.dispose()
 
 
-async def test_http_mode_is_not_served_without_the_signing_secret(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
+async def test_http_mode_is_not_served_without_the_signing_secret(database: Database) -> None:
     deps = make_deps(database, FakeModel())
     app = build_slack_app(deps, bot_token=BOT_TOKEN, signing_secret="", api_url="http://127.0.0.1:9/api/")
     with pytest.raises(ValueError, match="signing secret"):
         build_app(slack=SlackRoutes(app), inflight=deps.inflight)
     await deps.pipeline.client.aclose()
-    database.dispose()
 
 
 async def test_without_slack_the_server_still_serves_health() -> None:
@@ -92,8 +85,7 @@ async def test_without_slack_the_server_still_serves_health() -> None:
         assert (await http.post("/slack/events", content=b"{}")).status_code in (404, 405)
 
 
-async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
+async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(database: Database) -> None:
     model = FakeModel()
     model.delay = 0.3
     async with SlackServer() as slack:
@@ -116,11 +108,9 @@ async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(tmp_path: P
             await slack.wait_for("chat.postMessage", count=6)
             assert model.most_active == 2
         await deps.pipeline.client.aclose()
-    database.dispose()
 
 
-async def test_stopping_the_server_lets_answers_in_flight_finish(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path / "chatbot.db")
+async def test_stopping_the_server_lets_answers_in_flight_finish(database: Database) -> None:
     model = FakeModel()
     model.delay = 0.5
     async with SlackServer() as slack:
@@ -138,7 +128,6 @@ async def test_stopping_the_server_lets_answers_in_flight_finish(tmp_path: Path)
         # The server has stopped; the answer that was being written was posted first.
         assert len(slack.called("chat.postMessage")) == 1
         await deps.pipeline.client.aclose()
-    database.dispose()
 
 
 def fake_pipeline(model: FakeModel) -> Callable[..., Pipeline]:
@@ -151,10 +140,9 @@ def fake_pipeline(model: FakeModel) -> Callable[..., Pipeline]:
 
 
 async def test_application_builds_the_bot_from_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db_url = f"sqlite:///{tmp_path / 'chatbot.db'}"
-    migrate.upgrade(db_url)
+    db_url = database.url
     monkeypatch.setattr(wiring, "build_pipeline", fake_pipeline(FakeModel()))
     async with SlackServer() as slack:
         settings = Settings(
