@@ -1,6 +1,6 @@
 """Slack acknowledgement latency under load, and one answer per event.
 
-    .venv/bin/python bench/slack_ack.py [--events 200] [--concurrency 20] [--retries 20] [--model-delay 0.2]
+    .venv/bin/python -m bench.slack_ack [--events 200] [--concurrency 20] [--retries 20] [--model-delay 0.2]
 
 The bot runs in its own process, as in production: `bot.server.build_app` around the real Bolt app
 and the real pipeline and store (SQLite), with a fake retriever and a fake model server (an
@@ -34,21 +34,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.machine import describe
+from bot.inflight import MAX_CONCURRENT_ANSWERS
+from bot.server import build_app
+from bot.slack import build_slack_app
+from bot.slack.web import SlackRoutes
+from tests.support.common import migrated_database
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import make_deps
+from tests.support.slack_payloads import event_callback, mention, signature_headers
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-
-from bot.inflight import MAX_CONCURRENT_ANSWERS  # noqa: E402
-from bot.server import build_app  # noqa: E402
-from bot.slack import build_slack_app  # noqa: E402
-from bot.slack.web import SlackRoutes  # noqa: E402
-from tests.support.common import migrated_database  # noqa: E402
-from tests.support.fakes import FakeModel  # noqa: E402
-from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer  # noqa: E402
-from tests.support.slack_harness import make_deps  # noqa: E402
-from tests.support.slack_payloads import event_callback, mention, signature_headers  # noqa: E402
-
 TARGET_P99_MS = 100.0
 
 
@@ -113,7 +110,7 @@ async def start_bot(
 ) -> tuple[asyncio.subprocess.Process, int]:
     command = ["--serve-bot", api_url, "--db", str(db_path), "--model-delay", str(model_delay)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, *command, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "bench.slack_ack", *command, cwd=REPO, stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
     line = await process.stdout.readline()

@@ -105,7 +105,7 @@ def test_the_vllm_command_and_environment() -> None:
     env = launch.vllm_environment(kv_cache_gib=3)
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3"
-    # the worker runs inside the engine process: one process fewer to start (bench/startup.py)
+    # the worker runs inside the engine process: one process fewer to start (python -m bench.startup)
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
 

@@ -83,7 +83,7 @@ def test_a_nan_loss_stops_training_without_an_adapter(base_model_dir: Path, tmp_
 
 def test_on_a_cpu_a_batch_is_one_conversation_per_pass(base_model_dir: Path, tmp_path: Path) -> None:
     """Padded rows with an attention mask send torch's CPU attention down its slow, memory-hungry
-    path (bench/train_step.py); the batch is kept by gradient accumulation instead."""
+    path (python -m bench.train_step); the batch is kept by gradient accumulation instead."""
     trainer = make_trainer(base_model_dir, _examples(4), [], tmp_path / "kb-v1", TrainConfig(batch_size=4))
     expected = (4, 1) if torch.cuda.is_available() else (1, 4)
     assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == expected
@@ -98,7 +98,7 @@ def test_on_a_cpu_a_batch_is_one_conversation_per_pass(base_model_dir: Path, tmp
 
 
 def test_gradient_checkpointing_trains_the_same_adapter(base_model_dir: Path, tmp_path: Path) -> None:
-    """It trades time for memory (bench/train_step.py); the steps themselves must not change."""
+    """It trades time for memory (python -m bench.train_step); the steps themselves must not change."""
     weights = {}
     for checkpointing in (False, True):
         cfg = TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3, gradient_checkpointing=checkpointing)

@@ -7,5 +7,6 @@ Real model servers (`model_servers`), LoRA adapters (`lora`), a retrain (`schedu
 the store (`feedback_seed`). The real bot wired to those: `slack_harness`, `teams_harness`, `console`;
 the `chatbot` command as a process (`cli`); what harnesses share (`common`); where things are (`paths`).
 
-Imported as `tests.support.<module>`, with the repository root on sys.path (pytest puts it there).
+Imported as `tests.support.<module>`, with the repository root importable: pytest makes it so, and
+so does `python -m bench.<name>` run from the root.
 """
