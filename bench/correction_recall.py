@@ -1,7 +1,7 @@
 """Correction-recall benchmark: does an approved correction fix the next answer, with no retrain?
 
-    .venv/bin/python bench/correction_recall.py                 # 20 corrections, ~10 minutes on 2 cores
-    .venv/bin/python bench/correction_recall.py --corrections 30
+    .venv/bin/python -m bench.correction_recall                 # 20 corrections, ~10 minutes on 2 cores
+    .venv/bin/python -m bench.correction_recall --corrections 30
 
 With the real pieces, in a temporary data directory: the bundled SmolLM2-135M-Instruct behind vLLM
 where .venv-vllm exists, else the embedded engine (as `chatbot model-server` chooses; `--backend`),
@@ -33,38 +33,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
-from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
-
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.pipeline import Answer, Pipeline  # noqa: E402
-from bot.prompts import build_messages  # noqa: E402
-from bot.review.desk import (  # noqa: E402
+from bench.machine import describe
+from bench.screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import load_questions
+from bot.pipeline import Answer, Pipeline
+from bot.prompts import build_messages
+from bot.review.desk import (
     ReviewDesk,
     ReviewPolicy,
     correction_document,
     correction_source,
     correction_title,
 )
-from bot.review.reviewed_answers import ReviewedAnswers  # noqa: E402
-from chatbot.settings import Settings  # noqa: E402
-from chatbot.wiring import token_counter  # noqa: E402
-from model_server.client import AsyncModelClient  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-from retrain.metrics import has_key_fact  # noqa: E402
+from bot.review.reviewed_answers import ReviewedAnswers
+from chatbot.settings import Settings
+from chatbot.wiring import token_counter
+from model_server.client import AsyncModelClient
+from model_server.prepare import prepare_base_model
+from retrain.metrics import has_key_fact
+from tests.support.model_servers import running_server, vllm_python
 
+REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "correction_recall.json"
 
 

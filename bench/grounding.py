@@ -2,10 +2,10 @@
 (`bot.grounding.score`: the model's yes-share of `bot.grounding.CHECK` plus the closest passage's
 similarity) for covered questions and for `quality.UNCOVERED_TUNING`, and for each threshold the
 share of each that the check would refuse, alone and together with the answers the model refuses by
-itself (`--answers`, a bench/prompt.py JSON with the same questions' answers).
+itself (`--answers`, a bench.prompt JSON with the same questions' answers).
 
-    .venv/bin/python bench/grounding.py --model qwen2.5-coder-1.5b-instruct   # starts vLLM
-    .venv/bin/python bench/grounding.py --url http://127.0.0.1:8000           # a running server
+    .venv/bin/python -m bench.grounding --model qwen2.5-coder-1.5b-instruct   # starts vLLM
+    .venv/bin/python -m bench.grounding --url http://127.0.0.1:8000           # a running server
 
 Writes bench/results/grounding_MODEL.json.
 """
@@ -15,28 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from bench.machine import describe
+from bench.quality import UNCOVERED_TUNING, base_pipeline
+from bench.screening import open_sample_knowledge
+from bot import grounding
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import load_questions
+from bot.pipeline import Pipeline, Question
+from chatbot.wiring import token_counter
+from model_server.prepare import prepare_base_model
+from tests.support.model_servers import running_server, vllm_python
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
-from quality import UNCOVERED_TUNING, base_pipeline  # noqa: E402
-from screening import open_sample_knowledge  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from bot import grounding  # noqa: E402
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.pipeline import Pipeline, Question  # noqa: E402
-from chatbot.wiring import token_counter  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-
 THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 
 
@@ -60,7 +57,7 @@ async def yes_shares(pipeline: Pipeline, texts: list[str]) -> list[dict[str, Any
 
 
 def refused_by_itself(answers: Path | None) -> dict[str, bool]:
-    """Question text -> the model's answer refused, from a bench/prompt.py JSON (its v0 variant)."""
+    """Question text -> the model's answer refused, from a bench.prompt JSON (its v0 variant)."""
     if answers is None:
         return {}
     variant = json.loads(answers.read_text())["variants"]["v0"]["rows"]
@@ -100,7 +97,7 @@ def main() -> None:
     parser.add_argument("--model", default="", help="catalog name or model directory (default: BASE_MODEL's)")
     parser.add_argument("--url", default="", help="a running model server serving that model as 'base'")
     parser.add_argument("--train", type=int, default=30, help="train questions besides validation")
-    parser.add_argument("--answers", type=Path, default=None, help="bench/prompt.py JSON of the same model")
+    parser.add_argument("--answers", type=Path, default=None, help="bench.prompt JSON of the same model")
     parser.add_argument("--check", default=grounding.CHECK, help="the check's wording (default: the bot's)")
     parser.add_argument(
         "--out", type=Path, default=None, help="JSON path (default: bench/results/grounding_MODEL.json)"

@@ -1,7 +1,7 @@
 """Learning benchmark: does a retrain teach the model what reviewers corrected?
 
-    .venv/bin/python bench/learning.py                    # 20 corrections, default training (long)
-    .venv/bin/python bench/learning.py --corrections 24 --epochs 2
+    .venv/bin/python -m bench.learning                    # 20 corrections, default training (long)
+    .venv/bin/python -m bench.learning --corrections 24 --epochs 2
 
 With the real pieces, in a temporary data directory: BASE_MODEL (the default model) behind vLLM
 where .venv-vllm exists, as `chatbot model-server` chooses (`--backend transformers` for the embedded
@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,30 +40,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from bench.machine import PeakRss, describe
+from bench.screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import load_questions
+from bot.pipeline import Answer, Pipeline
+from bot.review.desk import ReviewDesk, ReviewPolicy
+from chatbot.retraining import Retrainer, train_config
+from chatbot.settings import Settings
+from chatbot.wiring import active_model, grounding_threshold, token_counter
+from feedback import store
+from model_server.client import AsyncModelClient, ModelClient
+from model_server.prepare import prepare_base_model
+from retrain import promote
+from retrain.budget import pick_training
+from retrain.dataset import Example
+from retrain.metrics import has_key_fact, mean, token_f1
+from retrain.train import TrainConfig, lora_config, rows_per_pass
+from tests.support.model_servers import running_server, vllm_python
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import PeakRss, describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
-from screening import AUTHOR, REVIEWER, ask_all, find_wrong, open_sample_knowledge, open_store  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.pipeline import Answer, Pipeline  # noqa: E402
-from bot.review.desk import ReviewDesk, ReviewPolicy  # noqa: E402
-from chatbot.retraining import Retrainer, train_config  # noqa: E402
-from chatbot.settings import Settings  # noqa: E402
-from chatbot.wiring import active_model, grounding_threshold, token_counter  # noqa: E402
-from feedback import store  # noqa: E402
-from model_server.client import AsyncModelClient, ModelClient  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-from retrain import promote  # noqa: E402
-from retrain.budget import pick_training  # noqa: E402
-from retrain.dataset import Example  # noqa: E402
-from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
-from retrain.train import TrainConfig, lora_config, rows_per_pass  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "learning.json"
 # issue #20's targets for the default model: a nightly job may take an hour on a CPU; the retrain and
 # the model server beside the bot within 20 GB of the machine's 24

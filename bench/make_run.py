@@ -1,6 +1,6 @@
 """`make run` start-up benchmark: from the command to a question answered, on a first and a later start.
 
-    .venv/bin/python bench/make_run.py [--starts 3]
+    .venv/bin/python -m bench.make_run [--starts 3]
 
 Runs the README's `make run` (with .venv and .venv-vllm already built) in a fresh DATA_DIR on ports of
 its own, `--starts` times in a row. The first start prepares the base model from its GGUF package,
@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +29,9 @@ from typing import Any
 
 import httpx
 
+from bench.machine import describe
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "make_run.json"
 QUESTION = "How many days of annual leave do I get?"
 EXPECTED_SOURCE = "annual-leave"

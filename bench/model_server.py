@@ -1,6 +1,6 @@
 """Model-server benchmark: throughput, latency, and hot swaps under load, for each backend.
 
-    .venv/bin/python bench/model_server.py [--backends engine,vllm] [--max-tokens 64]
+    .venv/bin/python -m bench.model_server [--backends engine,vllm] [--max-tokens 64]
 
 For each backend it starts a real server (the code path of `chatbot model-server`) on the bundled
 SmolLM2 and measures, through our client:
@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +24,12 @@ from typing import Any
 
 import httpx
 
+from bench.machine import describe
+from model_server.client import AsyncModelClient
+from model_server.prepare import prepare_base_model
+from tests.support.model_servers import running_server, vllm_python
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
-
-from model_server.client import AsyncModelClient  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-
 LEVELS = [1, 4, 8, 16]
 QUESTION = [
     {"role": "user", "content": "Explain in a few sentences why regular backups matter for a company."}

@@ -1,7 +1,7 @@
 """Every catalog model measured on this machine in one run, to choose the default by measurement.
 
-    .venv/bin/python bench/models.py                       # every catalog model, ~30 minutes on 2 cores
-    .venv/bin/python bench/models.py --models smollm2-135m-instruct --timing 4
+    .venv/bin/python -m bench.models                       # every catalog model, ~30 minutes on 2 cores
+    .venv/bin/python -m bench.models --models smollm2-135m-instruct --timing 4
 
 For each model, behind vLLM where .venv-vllm exists (else the embedded engine), with the bot's own
 pipeline and prompt over the sample wiki:
@@ -11,7 +11,7 @@ pipeline and prompt over the sample wiki:
   - speed on the cores as they are (the JSON records the load average): first token and whole answer,
     p50 and p95, one question at a time and 8 at once (`--timing` questions each);
   - memory: the model server's resident memory (its whole process tree) after the questions.
-A retrain's peak memory comes from bench/train_step.py and correction recall and learning from their
+A retrain's peak memory comes from bench.train_step and correction recall and learning from their
 own benches, per model: their JSON files are named in `related`.
 
 Writes bench/results/models.json and prints a table (the README's).
@@ -24,27 +24,23 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe, tree_rss
+from bench.quality import base_pipeline, measure
+from bench.screening import open_sample_knowledge
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import OFF_TOPIC, UNCOVERED, load_questions
+from bot.pipeline import Delta, Pipeline, Question
+from chatbot.wiring import token_counter
+from model_server import catalog
+from model_server.prepare import prepare_base_model
+from tests.support.model_servers import running_server_process, vllm_python
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe, tree_rss  # noqa: E402
-from model_servers import running_server_process, vllm_python  # noqa: E402
-from quality import base_pipeline, measure  # noqa: E402
-from screening import open_sample_knowledge  # noqa: E402
-
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import OFF_TOPIC, UNCOVERED, load_questions  # noqa: E402
-from bot.pipeline import Delta, Pipeline, Question  # noqa: E402
-from chatbot.wiring import token_counter  # noqa: E402
-from model_server import catalog  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "models.json"
 
 

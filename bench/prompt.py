@@ -1,8 +1,8 @@
 """Prompt tuning on the train and validation splits (never test): each system prompt variant asked the
 same questions through the bot's pipeline, scored by key facts and refusals.
 
-    .venv/bin/python bench/prompt.py --model qwen2.5-coder-1.5b-instruct            # starts vLLM
-    .venv/bin/python bench/prompt.py --url http://127.0.0.1:8000 --variants v0,v2   # a running server
+    .venv/bin/python -m bench.prompt --model qwen2.5-coder-1.5b-instruct            # starts vLLM
+    .venv/bin/python -m bench.prompt --url http://127.0.0.1:8000 --variants v0,v2   # a running server
 
 Questions: the validation split and the first `--train` train questions (covered), and
 `quality.UNCOVERED_TUNING` (on-topic, not in the wiki). Writes bench/results/prompt_MODEL.json.
@@ -13,25 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe
+from bench.quality import UNCOVERED_TUNING, base_pipeline, measure
+from bench.screening import open_sample_knowledge
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import load_questions
+from bot.prompts import SYSTEM
+from chatbot.wiring import token_counter
+from model_server.prepare import prepare_base_model
+from tests.support.model_servers import running_server, vllm_python
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-from model_servers import running_server, vllm_python  # noqa: E402
-from quality import UNCOVERED_TUNING, base_pipeline, measure  # noqa: E402
-from screening import open_sample_knowledge  # noqa: E402
-
-from bot.knowledge import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-from bot.prompts import SYSTEM  # noqa: E402
-from chatbot.wiring import token_counter  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-
 VARIANTS = {
     "v0": SYSTEM,
     "v1": (

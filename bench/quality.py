@@ -1,4 +1,4 @@
-"""Answer quality as `bench/models.py` and `bench/prompt.py` measure it: key-fact rate and token-F1 on
+"""Answer quality as `bench.models` and `bench.prompt` measure it: key-fact rate and token-F1 on
 sample questions, refusals of covered, uncovered and off-topic questions, and answers that run to the
 token limit. Not a benchmark itself: `make bench` runs it too, and it does nothing.
 """
@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+from tqdm.auto import tqdm
 
-from tqdm.auto import tqdm  # noqa: E402
-
-from bot.pipeline import Pipeline, Question, Retriever  # noqa: E402
-from bot.prompts import SYSTEM, PromptStyle, TokenCounter  # noqa: E402
-from model_server.client import AsyncModelClient  # noqa: E402
-from retrain.metrics import has_key_fact, mean, token_f1  # noqa: E402
+from bot.pipeline import Pipeline, Question, Retriever
+from bot.prompts import SYSTEM, PromptStyle, TokenCounter
+from model_server.client import AsyncModelClient
+from retrain.metrics import has_key_fact, mean, token_f1
 
 REFUSAL = re.compile(
     r"couldn.?t find|could not find|can.?t find|cannot find|not mentioned|no information|"
     r"do(?:es)?n.?t (?:say|mention|specify)|do(?:es)? not (?:say|mention|specify)",
     re.I,
 )
-# on-topic questions the sample wiki does not answer, for tuning only: bench/models.py reports on
+# on-topic questions the sample wiki does not answer, for tuning only: bench.models reports on
 # bot.knowledge.evaluate.UNCOVERED, which tuning never sees (each checked against the wiki by grep)
 UNCOVERED_TUNING = (
     "Is there a company car or car lease scheme?",

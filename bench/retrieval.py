@@ -1,8 +1,8 @@
 """Retrieval benchmark: recall on the sample wiki, ingestion throughput, and query latency at
 1k, 10k and 100k chunks, query embedding included.
 
-    .venv/bin/python bench/retrieval.py                 # everything, ~10 minutes on 2 cores
-    .venv/bin/python bench/retrieval.py --sizes 1000    # a quick run
+    .venv/bin/python -m bench.retrieval                 # everything, ~10 minutes on 2 cores
+    .venv/bin/python -m bench.retrieval --sizes 1000    # a quick run
 
 Prints a summary and writes bench/results/retrieval.json. The latency corpora are synthetic:
 the sample wiki's chunks repeated with a share of their words replaced by words drawn from a
@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,16 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from bot.knowledge import Chunk, KnowledgeBase, SentenceTransformerEmbedder
+from bot.knowledge.embedder import Embedder
+from bot.knowledge.evaluate import SAMPLE_DOCS, calibrate, load_questions, recall
+from bot.knowledge.index import load_state, search_state
+from bot.knowledge.store import write_generation
+from bot.knowledge.tokens import lexical_tokens
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bot.knowledge import Chunk, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
-from bot.knowledge.embedder import Embedder  # noqa: E402
-from bot.knowledge.evaluate import SAMPLE_DOCS, calibrate, load_questions, recall  # noqa: E402
-from bot.knowledge.index import load_state, search_state  # noqa: E402
-from bot.knowledge.store import write_generation  # noqa: E402
-from bot.knowledge.tokens import lexical_tokens  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "retrieval.json"
 
 

@@ -1,8 +1,8 @@
 """Calibrates REVIEWED_ANSWER_SIMILARITY: how close a question must be to an approved correction's
 question for the bot to answer with the reviewed answer itself.
 
-    .venv/bin/python bench/reviewed_match.py                   # MiniLM, the production embedder
-    .venv/bin/python bench/reviewed_match.py --embedder hashing
+    .venv/bin/python -m bench.reviewed_match                   # MiniLM, the production embedder
+    .venv/bin/python -m bench.reviewed_match --embedder hashing
 
 Every sample question (bot/knowledge/sample/questions.jsonl, all splits) stands for a correction's
 question. Each question is asked in both its wordings against every other question's correction:
@@ -29,20 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.machine import describe
+from bot.knowledge.embedder import load_embedder
+from bot.knowledge.evaluate import load_questions
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-
-from bot.knowledge.embedder import load_embedder  # noqa: E402
-from bot.knowledge.evaluate import load_questions  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "reviewed_match.json"
 
 

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# Run as a script (as `make bench` does), bench/ comes first on sys.path and bench/model_server.py
-# would stand in for the model_server package.
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO)]
+from tqdm.auto import tqdm
 
-from tqdm.auto import tqdm  # noqa: E402
-
-from bot.knowledge import KnowledgeBase  # noqa: E402
-from bot.knowledge.embedder import Embedder  # noqa: E402
-from bot.knowledge.evaluate import SAMPLE_DOCS  # noqa: E402
-from bot.pipeline import Answer, Pipeline, Question  # noqa: E402
-from feedback import migrate  # noqa: E402
-from feedback.db import Database  # noqa: E402
-from retrain.metrics import has_key_fact  # noqa: E402
+from bot.knowledge import KnowledgeBase
+from bot.knowledge.embedder import Embedder
+from bot.knowledge.evaluate import SAMPLE_DOCS
+from bot.pipeline import Answer, Pipeline, Question
+from feedback import migrate
+from feedback.db import Database
+from retrain.metrics import has_key_fact
 
 REVIEWER = "bench-reviewer"
 AUTHOR = "bench-author"

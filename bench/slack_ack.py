@@ -1,11 +1,11 @@
 """Slack acknowledgement latency under load, and one answer per event.
 
-    .venv/bin/python bench/slack_ack.py [--events 200] [--concurrency 20] [--retries 20] [--model-delay 0.2]
+    .venv/bin/python -m bench.slack_ack [--events 200] [--concurrency 20] [--retries 20] [--model-delay 0.2]
 
 The bot runs in its own process, as in production: `bot.server.build_app` around the real Bolt app
 and the real pipeline and store (SQLite), with a fake retriever and a fake model server (an
 `httpx.MockTransport` that answers after `--model-delay` seconds). This process plays Slack: the local
-Web API from tests/slack_server.py, and a client that sends signed `app_mention` events over HTTP to
+Web API from tests/support/slack_api.py, and a client that sends signed `app_mention` events over HTTP to
 /slack/events, `--concurrency` at a time, plus `--retries` re-deliveries of events already sent (same
 event_id, `X-Slack-Retry-Num: 1`, sent while the original is still being answered).
 
@@ -34,27 +34,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.machine import describe
+from bot.inflight import MAX_CONCURRENT_ANSWERS
+from bot.server import build_app
+from bot.slack import build_slack_app
+from bot.slack.web import SlackRoutes
+from tests.support.common import migrated_database
+from tests.support.fakes import FakeModel
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, SlackServer
+from tests.support.slack_harness import make_deps
+from tests.support.slack_payloads import event_callback, mention, signature_headers
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from machine import describe  # noqa: E402
-from slack_server import (  # noqa: E402
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeModel,
-    SlackServer,
-    event_callback,
-    make_deps,
-    mention,
-    migrated_database,
-    signature_headers,
-)
-
-from bot.inflight import MAX_CONCURRENT_ANSWERS  # noqa: E402
-from bot.server import build_app  # noqa: E402
-from bot.slack import build_slack_app  # noqa: E402
-from bot.slack.web import SlackRoutes  # noqa: E402
-
 TARGET_P99_MS = 100.0
 
 
@@ -119,7 +110,7 @@ async def start_bot(
 ) -> tuple[asyncio.subprocess.Process, int]:
     command = ["--serve-bot", api_url, "--db", str(db_path), "--model-delay", str(model_delay)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, *command, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "bench.slack_ack", *command, cwd=REPO, stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
     line = await process.stdout.readline()
@@ -248,7 +239,7 @@ def main() -> None:
             "max_concurrent_answers": MAX_CONCURRENT_ANSWERS,
             "store": "sqlite (WAL)",
             "bot": "separate process: build_app + AsyncApp + Pipeline, fake retriever and model",
-            "slack": "tests/slack_server.py in the load generator's process",
+            "slack": "tests/support/slack_api.py in the load generator's process",
         },
         **figures,
     }

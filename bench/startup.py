@@ -1,6 +1,6 @@
 """Model-server start-up benchmark: how long until the server answers, for each way of starting it.
 
-    .venv/bin/python bench/startup.py [--variants vllm,vllm-three-processes,engine] [--trials 3]
+    .venv/bin/python -m bench.startup [--variants vllm,vllm-three-processes,engine] [--trials 3]
 
 Each variant starts a real server on the bundled SmolLM2 through `model_server.launch` (the code
 path of `chatbot model-server`), `--trials` times in a row, and measures:
@@ -30,24 +30,20 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe
+from model_server import launch
+from model_server.client import AsyncModelClient
+from model_server.prepare import prepare_base_model
+from retrain.train import TrainConfig
+from tests.support.lora import make_lora
+from tests.support.model_servers import SHORT_QUESTION, running_server, vllm_python, wiki_question
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
-
-from lora_helpers import make_lora  # noqa: E402
-from machine import describe  # noqa: E402
-from model_servers import SHORT_QUESTION, running_server, vllm_python, wiki_question  # noqa: E402
-
-from model_server import launch  # noqa: E402
-from model_server.client import AsyncModelClient  # noqa: E402
-from model_server.prepare import prepare_base_model  # noqa: E402
-from retrain.train import TrainConfig  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "startup.json"
 # variant -> (backend, environment overrides, ServerSpec overrides)
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {

@@ -1,6 +1,6 @@
 """Training-step benchmark: seconds, tokens/s and peak memory of one LoRA optimiser step, per layout.
 
-    .venv/bin/python bench/train_step.py [--steps 4] [--batch-size 4]
+    .venv/bin/python -m bench.train_step [--steps 4] [--batch-size 4]
 
 The retrain's own trainer (`retrain.train.make_trainer`: TRL's SFTTrainer, the product's LoRA and
 settings) on served conversations of the sample question set (each question's prompt as the bot
@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,11 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.machine import PeakRss, describe
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
-
-from machine import PeakRss, describe  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "train_step.json"
 # name -> (rows per forward pass (0: the whole batch), training loss on the answer positions alone)
 LAYOUTS = {"batched": (0, True), "one-per-pass": (1, True), "one-per-pass-trl-head": (1, False)}

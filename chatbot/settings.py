@@ -2,7 +2,7 @@
 
 This is the only module that reads the environment. Everything else receives a `Settings`
 (or plain values taken from it) from its caller. Every field is documented in README.md;
-`tests/test_settings.py` fails when one is not.
+`tests/chatbot/test_settings.py` fails when one is not.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ vllm-project/vllm pull request 48421, open). Here tokens marked -1 get no delta,
 kernels do.
 
 For every index >= 0 the result is the original's: same shapes, dtypes, slices and add/overwrite
-rules (tests/test_vllm_lora_ops.py compares them).
+rules (tests/model_server/test_vllm_lora_ops.py compares them).
 """
 
 from __future__ import annotations

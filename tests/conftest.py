@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from model_servers import NO_VLLM, vllm_python
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
@@ -17,11 +16,10 @@ from sqlmodel import SQLModel
 from chatbot.settings import get_settings
 from feedback import migrate
 from feedback.db import Database
+from tests.support.model_servers import NO_VLLM, vllm_python
+from tests.support.paths import TEST_CACHE
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-# Prepared models survive between test runs here (the repo's ignored data/ folder by default).
-REPO = Path(__file__).resolve().parent.parent
-TEST_CACHE = Path(os.environ.get("CHATBOT_TEST_CACHE", REPO / "data" / "test-cache"))
 NO_POSTGRES = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 
 

@@ -1,6 +1,6 @@
 """The product as `make run` starts it, for the end-to-end tests: honcho runs the `Procfile`'s
 model server, bot and scheduler as real processes in a fresh DATA_DIR (SQLite), with Slack's Web
-API pointed at a local `SlackServer` (tests/slack_server.py) running in a thread of its own.
+API pointed at a local `SlackServer` (tests/support/slack_api.py) running in a thread of its own.
 
 `Stack` speaks to the bot as Slack does (signed events, interactions and slash commands over
 HTTP) and reads what the bot sent back from the local Slack; `stop()` sends honcho the SIGINT that
@@ -25,21 +25,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
-from conftest import REPO, TEST_CACHE
-from model_servers import free_port, vllm_python
-from slack_server import (
-    APP_ID,
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    TEAM,
-    SlackServer,
-    event_callback,
-    signature_headers,
-)
 
 from bot.knowledge.embedder import load_embedder
 from bot.knowledge.kb import KnowledgeBase
 from chatbot.wiring import SAMPLE_DIR
+from tests.support.model_servers import free_port, vllm_python
+from tests.support.paths import REPO, TEST_CACHE
+from tests.support.slack_api import APP_ID, BOT_TOKEN, SIGNING_SECRET, TEAM, SlackServer
+from tests.support.slack_payloads import event_callback, signature_headers
 
 ADMIN, REVIEWER, ADMIN_TOKEN = "UADMIN", "UREVIEW", "e2e-admin-token"
 REVIEW_CHANNEL, ADMIN_CHANNEL = "CREVIEW", "CADMINS"

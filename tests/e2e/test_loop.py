@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium, skip_without_browser
-from slack_server import BOT_USER, block_actions, mention, reaction_event, view_submission
 from sqlmodel import select
-from stack import ADMIN, ADMIN_CHANNEL, REVIEW_CHANNEL, REVIEWER, Stack, running_stack, wait
 
 from bot.slack.review_blocks import APPROVE_ACTION, REJECT_ACTION
 from feedback.db import Database
 from feedback.models import AdapterVersion, Answer, Correction, RetrainRun, Vote
+from tests.e2e.browser import chromium, skip_without_browser
+from tests.e2e.stack import ADMIN, ADMIN_CHANNEL, REVIEW_CHANNEL, REVIEWER, Stack, running_stack, wait
+from tests.support.slack_api import BOT_USER
+from tests.support.slack_payloads import block_actions, mention, reaction_event, view_submission
 
 pytestmark = pytest.mark.e2e
 
