@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -333,6 +333,30 @@ async def ask(
         log.exception("answering in %s failed", where)
         return None, notice(BotError.user_message)
     return answer, reply(answer)
+
+
+async def ask_streamed(
+    pipeline: Pipeline,
+    question: Question,
+    history: Sequence[Turn] = (),
+    *,
+    on_text: Callable[[str], Awaitable[None]],
+) -> tuple[Answer | None, str]:
+    """The answer, its text handed to `on_text` piece by piece as the model writes it; or None and
+    the kind notice for the asker when there is no answer to give (what went wrong is logged)."""
+    where = f"{question.platform} {question.channel}/{question.thread}"
+    try:
+        async for item in pipeline.answer_stream(question, history):
+            if isinstance(item, Delta):
+                await on_text(item.text)
+            else:
+                return item, ""
+    except BotError as exc:
+        log.warning("no answer in %s: %s", where, exc)
+        return None, exc.user_message
+    except Exception:
+        log.exception("answering in %s failed", where)
+    return None, BotError.user_message
 
 
 async def _next(stream: AsyncIterator[str | ChatResult], timeout: float) -> str | ChatResult | None:

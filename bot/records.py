@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlmodel import Session
@@ -121,6 +122,11 @@ class Records:
             await asyncio.sleep(pause)
             answer_id = await self._read(find)
         return answer_id
+
+    async def most_asked(self, limit: int = 4, days: int = 90) -> list[str]:
+        """The questions asked most often in the last `days` days and answered, most first."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        return await self._read(lambda session: queries.most_asked(session, since=since, limit=limit))
 
     async def place(self, answer_id: int) -> AnswerPlace | None:
         def find(session: Session) -> AnswerPlace | None:

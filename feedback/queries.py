@@ -396,3 +396,21 @@ def most_downvoted(session: Session, *, limit: int = 10) -> list[tuple[Question,
         .limit(limit)
     )
     return [(q, a, int(n)) for q, a, n in session.exec(stmt)]
+
+
+def most_asked(session: Session, *, since: datetime, limit: int = 4, at_least: int = 2) -> list[str]:
+    """The questions asked most often since `since` (the same words in any case, `at_least` times)
+    and answered from the documents or by a reviewed answer, most first."""
+    key = func.lower(func.trim(Question.text))
+    asked = func.count(func.distinct(Question.id)).label("asked")
+    answered = (col(Answer.confidence).is_not(None)) | (col(Answer.reviewed_correction_id).is_not(None))
+    stmt = (
+        select(func.min(Question.text), asked)
+        .join(Answer, col(Answer.question_id) == Question.id)
+        .where(col(Question.created_at) >= since, answered)
+        .group_by(key)
+        .having(asked >= at_least)
+        .order_by(asked.desc(), key)
+        .limit(limit)
+    )
+    return [str(text).strip() for text, _ in session.exec(stmt)]

@@ -1,10 +1,11 @@
 """Platform-neutral values out to Slack: the answer as Block Kit messages, the invitation to correct
 it, the correction modal, the `/chatbot` usage text. Pure functions.
 
-Slack's limits shape `to_reply`: a section's text holds 3000 characters and a message 50 blocks, so a
-long answer is cut at line or word breaks into sections, and into several messages if need be; the
-sources and the feedback controls go on the last one. Text from people and from the model is escaped
-(`&`, `<`, `>`), so it can neither break the markup nor ping `@channel`.
+The model writes Markdown, so an answer goes out in Slack's `markdown` block, which renders it as
+written (lists, bold, links). Its limit shapes `to_reply`: 12,000 characters of markdown a message, so
+a longer answer is cut at a line or word break into several messages; the sources and the feedback
+controls go on the last one. Text from people and from the model is escaped (`&`, `<`, `>`), so it
+can neither break the markup nor ping `@channel`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ from bot.slack.translate import (
 )
 
 SECTION_LIMIT = 3000
-BLOCKS_PER_MESSAGE = 50
+MARKDOWN_LIMIT = 12_000  # characters of markdown in one message, all its markdown blocks together
 MAX_SOURCES = 10  # a context block holds at most 10 elements
 INPUT_LIMIT = 3000  # plain_text_input's max_length
 THINKING = "is thinking…"
+# Shown in turn under the status while the answer is on its way (Slack shows up to 10, 50 characters each).
+LOADING = ["Searching the company documents…", "Reading what I found…", "Writing the answer…"]
+MAX_PROMPTS = 4  # suggested prompts Slack shows
+PROMPTS_TITLE = "Often asked"
+TITLE_LIMIT = 60
 GREETING = (
     "Hi! Ask me anything about how things work here: I answer from the company's documents and "
     "show where the answer came from. Tell me with 👍/👎 how I did."
@@ -137,27 +143,44 @@ def _feedback_block(answer_id: int) -> Block:
     return ContextActionsBlock(elements=[feedback]).to_dict()
 
 
-def to_reply(answer: Answer) -> list[Reply]:
-    """The answer as one or more messages for its thread. Feedback controls appear only for answers
-    that were recorded (they carry the answer id, and a vote needs the answer's row)."""
-    pieces = split_text(answer.text) or ["(no answer)"]
+def footer(answer: Answer) -> tuple[list[Block], dict[str, Any] | None]:
+    """The blocks under an answer (its sources; the correction button and feedback controls for an
+    answer that was recorded: they carry its id, and a vote needs its row) and the message metadata
+    that marks it as this bot's answer."""
     tail: list[Block] = []
     if answer.sources:
         tail.append(_sources_block(answer.sources))
-    metadata = None
-    if answer.answer_id is not None:
-        tail += [_correction_actions(answer.answer_id), _feedback_block(answer.answer_id)]
-        metadata = {"event_type": ANSWER_METADATA, "event_payload": {"answer_id": answer.answer_id}}
+    if answer.answer_id is None:
+        return tail, None
+    tail += [_correction_actions(answer.answer_id), _feedback_block(answer.answer_id)]
+    return tail, {"event_type": ANSWER_METADATA, "event_payload": {"answer_id": answer.answer_id}}
 
-    per_message = BLOCKS_PER_MESSAGE - len(tail)
-    groups = [pieces[i : i + per_message] for i in range(0, len(pieces), per_message)]
+
+def to_reply(answer: Answer) -> list[Reply]:
+    """The answer as one or more messages for its thread, the footer on the last."""
+    pieces = split_text(answer.text, MARKDOWN_LIMIT) or ["(no answer)"]
+    tail, metadata = footer(answer)
     replies = []
-    for n, group in enumerate(groups):
-        blocks = [_section(escape(p)) for p in group]
-        if n == len(groups) - 1:
+    for n, piece in enumerate(pieces):
+        blocks: list[Block] = [{"type": "markdown", "text": escape(piece)}]
+        if n == len(pieces) - 1:
             blocks += tail
-        replies.append(Reply(text=escape("\n".join(group)), blocks=blocks, metadata=metadata))
+        replies.append(Reply(text=escape(piece), blocks=blocks, metadata=metadata))
     return replies
+
+
+def prompts(questions: list[str]) -> list[dict[str, str]]:
+    """Suggested prompts: a short title to click, the whole question as the message sent."""
+    return [{"title": title(q), "message": q} for q in questions[:MAX_PROMPTS]]
+
+
+def title(question: str) -> str:
+    """A question short enough for a thread title or a prompt's label, cut at a word."""
+    text = " ".join(question.split())
+    if len(text) <= TITLE_LIMIT:
+        return text
+    cut = text.rfind(" ", 0, TITLE_LIMIT - 1)
+    return text[: cut if cut > TITLE_LIMIT // 2 else TITLE_LIMIT - 1].rstrip(" ,;:") + "…"
 
 
 def notice(text: str) -> Reply:

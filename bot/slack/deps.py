@@ -26,3 +26,5 @@ class Deps:
     # After a decision taken on a card: tell an author who is not in Slack (a Teams author; see
     # `bot.review.news`). Returns a problem, already logged; None: nobody else is told.
     tell_elsewhere: Callable[[Outcome], Awaitable[str | None]] | None = None
+    # Seconds between the pieces of a streamed answer (chat.appendStream): Slack's pace, not the model's.
+    stream_interval: float = 1.0

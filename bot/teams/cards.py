@@ -18,6 +18,7 @@ from typing import Any
 from botbuilder.schema import Activity, ActivityTypes, Attachment
 
 from bot.pipeline import Answer, Source
+from bot.teams import entities
 from bot.teams.translate import CORRECTION_INPUT, CORRECTION_VERB
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -46,6 +47,7 @@ GREETING = (
     "Hi! Ask me anything about how things work here: I answer from the company's documents and "
     "show where the answer came from. Tell me with 👍/👎 how I did."
 )
+SEARCHING = "Searching the company documents…"
 USAGE = (
     "**How to ask me**: send me a message here, or @mention me in a channel or group chat; I reply "
     "with the answer and its sources.\n\n"
@@ -127,12 +129,17 @@ def answer_card(answer: Answer) -> Card:
 
 
 def to_reply(answer: Answer) -> Activity:
-    """The answer as one message. The plain `text` is what notifications and search show; the
+    """The answer as one message, labelled AI-generated, its sources as Teams citations (the `[n]`
+    after the text place their pills). The plain `text` is what notifications and search show; the
     feedback controls appear only on recorded answers (a vote needs the answer's row)."""
+    text = answer.text.strip()[:TEXT_LIMIT]
+    if answer.sources:
+        text = f"{text} {entities.markers(len(answer.sources))}"
     return Activity(
         type=ActivityTypes.message,
-        text=answer.text.strip()[:TEXT_LIMIT],
+        text=text,
         attachments=[Attachment(content_type=CARD_TYPE, content=answer_card(answer))],
+        entities=[entities.AIMessage(entities.citations(answer.sources))],
         channel_data=dict(FEEDBACK_LOOP) if answer.answer_id is not None else None,
     )
 

@@ -45,6 +45,8 @@ class TeamsDeps:
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore = field(default_factory=answering_limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Seconds between the updates of a streamed answer: Teams takes one a second.
+    stream_interval: float = 1.0
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` after the current request is answered; kept referenced until it ends."""

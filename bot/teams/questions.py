@@ -1,7 +1,7 @@
 """Questions: a personal message, or a message that @mentions the bot in a channel or group chat.
 The request is answered at once (after the delivery is claimed and "typing…" shown); the answer
-follows as a reply once the pipeline has it. Admin commands arrive the same way, and run only for a
-request that carried a valid Bot Framework token."""
+follows as a reply, streamed in as the model writes it in a personal chat, whole elsewhere. Admin
+commands arrive the same way, and run only for a request that carried a valid Bot Framework token."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
 from bot.errors import BotError
-from bot.pipeline import Question, ask
+from bot.pipeline import Question, ask, ask_streamed
 from bot.teams import access, cards, replies, translate
 from bot.teams.deps import Admin, TeamsDeps
 from bot.teams.replies import Replier
+from bot.teams.stream import TeamsStream
 
 log = logging.getLogger(__name__)
 # Why an admin command from a request without a valid Bot Framework token is refused (recorded).
@@ -81,9 +82,19 @@ async def _run_admin(deps: TeamsDeps, later: replies.Later, admin: Admin, user_i
 
 async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
     async def work(replier: Replier) -> None:
-        async with replier.typing():
-            answer, message = await ask(deps.pipeline, question, reply=cards.to_reply, notice=cards.notice)
-        reply_id = await replier.send(message)
+        if later.reference.conversation.conversation_type == "personal":
+            # Teams streams only in one-to-one chats.
+            stream = TeamsStream(replier, interval=deps.stream_interval)
+            await stream.inform(cards.SEARCHING)
+            answer, notice = await ask_streamed(deps.pipeline, question, on_text=stream.add)
+            message = cards.to_reply(answer) if answer is not None else cards.notice(notice)
+            reply_id = await stream.finish(message)
+        else:
+            async with replier.typing():
+                answer, message = await ask(
+                    deps.pipeline, question, reply=cards.to_reply, notice=cards.notice
+                )
+            reply_id = await replier.send(message)
         if answer is not None and answer.answer_id is not None and reply_id:
             # At once: reactions and feedback clicks find their answer by this id.
             await deps.records.attach_reply(answer.answer_id, question.channel, reply_id)

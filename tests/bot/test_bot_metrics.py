@@ -113,7 +113,7 @@ async def test_the_bot_process_serves_console_and_metrics_and_counts_slack_answe
             body = json.dumps(event_callback(mention(slack.add_message("C1", "U1", "How much leave?"), "C1")))
             headers = signature_headers(body, content_type="application/json")
             assert (await http.post("/slack/events", content=body, headers=headers)).status_code == 200
-            await slack.wait_for("chat.postMessage")
+            await slack.wait_for_replies()
             console = await http.post("/console/api/ask", json={"question": "How much leave?"})
             assert "event: answer" in console.text
             metrics = (await http.get("/metrics")).text

@@ -52,7 +52,7 @@ async def test_a_slack_correction_button_for_an_id_no_answer_has_says_so(tmp_pat
     async with running_bot(tmp_path) as bot:
         question = bot.slack.add_message("C1", "U1", "How many days of leave do I get?")
         await bot.send_event(mention(question, "C1"))
-        await bot.slack.wait_for("chat.postMessage", channel="C1")
+        await bot.slack.wait_for_replies(channel="C1")
         await bot.settled()
         action = {
             "type": "button",

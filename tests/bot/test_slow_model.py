@@ -174,7 +174,7 @@ async def test_slack_asker_is_told_the_answer_is_late(tmp_path: Path) -> None:
         message = bot.slack.add_message("C1", "U1", f"<@U0BOT> {QUESTION}")
         response, _ = await bot.send_event(mention(message, "C1"))
         assert response.status_code == 200
-        [post] = await bot.slack.wait_for("chat.postMessage")
+        [post] = await bot.slack.wait_for_replies()
         assert time.monotonic() - started < BOUND + SLACK
         assert post["thread_ts"] == message["ts"]
         assert AnswerDelayed.user_message in json.dumps(post)

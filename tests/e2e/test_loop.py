@@ -66,7 +66,14 @@ def ask(stack: Stack, user: str, text: str) -> dict[str, Any]:
     """`text` mentioned to the bot in #C1; the bot's answer in the thread."""
     question = stack.slack.add_message("C1", user, f"<@{BOT_USER}> {text}")
     assert stack.event(mention(question, "C1")).status_code == 200
-    stack.calls("chat.postMessage", channel="C1", thread_ts=question["ts"], timeout=120)
+    replies = wait(
+        "the answer",
+        lambda: [
+            r for r in stack.slack.replies if r["channel"] == "C1" and r.get("thread_ts") == question["ts"]
+        ],
+        120,
+    )
+    assert replies[-1].get("streamed"), replies[-1]  # streamed in with chat.startStream, not posted whole
     return [m for m in stack.slack.messages["C1"] if m.get("thread_ts") == question["ts"]][-1]
 
 

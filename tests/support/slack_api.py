@@ -8,6 +8,11 @@ channel's messages, both those the bot posts and those a test adds as a person, 
 `include_all_metadata` is asked for, as Slack does). It also speaks Socket Mode: `apps.connections.open`
 hands out a ws:// URL to itself, and `socket_send` pushes an envelope down that socket.
 
+It streams messages as Slack does: `chat.startStream` opens a message in its thread, `chat.appendStream`
+adds markdown to it while it is in the streaming state, `chat.stopStream` ends it with blocks and
+metadata under the text; each piece is kept in `streams` (ts -> the markdown sent, in order).
+`fail_once` makes a method answer a Slack error once, as when the person stopped the stream.
+
 What Slack sends to the bot is in `slack_payloads`; the real bot wired to this server in `slack_harness`.
 """
 
@@ -61,7 +66,12 @@ class SlackServer:
         self.uploads: dict[str, bytes] = {}  # file id -> the bytes POSTed to its upload URL
         self.files: dict[str, Payload] = {}  # file id -> the file as files.completeUploadExternal shared it
         self.responses: list[Payload] = []  # what was POSTed to slash commands' response_url
+        self.streams: dict[str, list[str]] = {}  # streamed message ts -> markdown pieces, in order
+        # What the bot put in threads, in order: each chat.postMessage's arguments, and each stream
+        # once stopped (its whole text, the blocks and metadata it ended with), each with its ts.
+        self.replies: list[Payload] = []
         self._rate_limited: dict[str, int] = {}
+        self._failing: dict[str, str] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._clock = itertools.count(1)
         self._server: TestServer | None = None
@@ -116,6 +126,13 @@ class SlackServer:
     def rate_limit_once(self, method: str, retry_after: int = 1) -> None:
         self._rate_limited[method] = retry_after
 
+    def fail_once(self, method: str, error: str) -> None:
+        """The next call of `method` answers `{"ok": false, "error": error}`."""
+        self._failing[method] = error
+
+    def message(self, channel: str, ts: str) -> Payload:
+        return next(m for m in self.messages.get(channel, []) if m["ts"] == ts)
+
     def called(self, method: str, **match: Any) -> list[Payload]:
         """Arguments of each successful call of `method` whose arguments include `match`."""
         return [
@@ -136,6 +153,18 @@ class SlackServer:
             if time.monotonic() > deadline:
                 seen = [c.method for c in self.calls]
                 raise AssertionError(f"{method} x{count} {match} not called within {timeout}s; calls: {seen}")
+            await asyncio.sleep(0.01)
+
+    async def wait_for_replies(self, count: int = 1, timeout: float = 10.0, **match: Any) -> list[Payload]:
+        """Poll until `count` replies (posted, or streamed and stopped) match `match`, or fail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.replies if all(r.get(k) == v for k, v in match.items())]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                seen = [c.method for c in self.calls]
+                raise AssertionError(f"{count} replies {match} not sent within {timeout}s; calls: {seen}")
             await asyncio.sleep(0.01)
 
     async def socket_send(self, payload: Payload, *, kind: str = "events_api", retry_attempt: int = 0) -> str:
@@ -183,6 +212,8 @@ class SlackServer:
         handler = self._methods().get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
+        if method in self._failing:
+            return web.json_response({"ok": False, "error": self._failing.pop(method)})
         return web.json_response(handler(args))
 
     def _methods(self) -> dict[str, Callable[[Payload], Payload]]:
@@ -197,7 +228,13 @@ class SlackServer:
             "views.open": self._views_open,
             "apps.connections.open": self._connections_open,
             "assistant.threads.setStatus": ok,
-            "assistant.threads.setSuggestedPrompts": ok,
+            "assistant.threads.setSuggestedPrompts": self._suggested_prompts,
+            "assistant.threads.setTitle": lambda a: (
+                {"ok": True} if a.get("title") else {"ok": False, "error": "invalid_arguments"}
+            ),
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
             "reactions.add": ok,
             "reactions.remove": ok,
             "files.getUploadURLExternal": self._upload_url,
@@ -234,7 +271,80 @@ class SlackServer:
             if args.get(key):
                 message[key] = args[key]
         self.messages.setdefault(args["channel"], []).append(message)
+        self.replies.append({**args, "ts": message["ts"]})
         return {"ok": True, "channel": args["channel"], "ts": message["ts"], "message": message}
+
+    def _start_stream(self, args: Payload) -> Payload:
+        channel, thread_ts = args.get("channel"), args.get("thread_ts")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not str(channel).startswith("D"):  # outside a DM Slack needs to know whom it streams to
+            for key in ("recipient_team_id", "recipient_user_id"):
+                if not args.get(key):
+                    return {"ok": False, "error": f"missing_{key}"}
+        text = str(args.get("markdown_text") or "")
+        message: Payload = {
+            "type": "message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "text": text,
+            "ts": self.next_ts(),
+            "team": TEAM,
+            "streaming": True,
+        }
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self.messages.setdefault(channel, []).append(message)
+        self.streams[message["ts"]] = [text] if text else []
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+    def _streaming(self, args: Payload) -> Payload | str:
+        """The streamed message the call names, or the error Slack gives."""
+        try:
+            message = self.message(str(args.get("channel", "")), str(args.get("ts", "")))
+        except StopIteration:
+            return "message_not_found"
+        return message if message.get("streaming") else "message_not_in_streaming_state"
+
+    def _append_stream(self, args: Payload) -> Payload:
+        message = self._streaming(args)
+        if isinstance(message, str):
+            return {"ok": False, "error": message}
+        text = args.get("markdown_text")
+        if not text:
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(text) > 12_000:
+            return {"ok": False, "error": "msg_too_long"}
+        message["text"] += text
+        self.streams[message["ts"]].append(text)
+        return {"ok": True, "channel": args["channel"], "ts": message["ts"]}
+
+    def _stop_stream(self, args: Payload) -> Payload:
+        message = self._streaming(args)
+        if isinstance(message, str):
+            return {"ok": False, "error": message}
+        if text := args.get("markdown_text"):
+            message["text"] += text
+            self.streams[message["ts"]].append(text)
+        for key in ("blocks", "metadata"):
+            if args.get(key):
+                message[key] = args[key]
+        message["streaming"] = False
+        reply = {"channel": args["channel"], "thread_ts": message.get("thread_ts"), "text": message["text"]}
+        reply.update(ts=message["ts"], blocks=args.get("blocks") or [], streamed=True)
+        if args.get("metadata"):
+            reply["metadata"] = args["metadata"]
+        self.replies.append(reply)
+        return {"ok": True, "channel": args["channel"], "ts": message["ts"], "message": message}
+
+    def _suggested_prompts(self, args: Payload) -> Payload:
+        prompts = args.get("prompts") or []
+        if not args.get("channel_id") or not 1 <= len(prompts) <= 4:
+            return {"ok": False, "error": "invalid_arguments"}
+        if any(not p.get("title") or not p.get("message") for p in prompts):
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True}
 
     def _update_message(self, args: Payload) -> Payload:
         """Replaces a message's text and blocks, as Slack does; only the bot's own messages."""
@@ -243,8 +353,10 @@ class SlackServer:
                 if message.get("user") != BOT_USER:
                     return {"ok": False, "error": "cant_update_message"}
                 message["text"] = args.get("text", message["text"])
-                if "blocks" in args:
-                    message["blocks"] = args["blocks"]
+                for key in ("blocks", "metadata"):
+                    if key in args:
+                        message[key] = args[key]
+                message.pop("streaming", None)
                 message["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
                 return {"ok": True, "channel": args["channel"], "ts": message["ts"], "text": message["text"]}
         return {"ok": False, "error": "message_not_found"}

@@ -1,6 +1,9 @@
 """Questions: a mention in a channel, a direct message, an assistant thread, a follow-up in a thread
 the bot answered. Each listener runs after Bolt has acknowledged the event (Bolt acks Events API
-deliveries before it starts the listener), so nothing here holds up Slack's 3-second deadline."""
+deliveries before it starts the listener), so nothing here holds up Slack's 3-second deadline.
+
+The answer is streamed into the thread as the model writes it (`bot.slack.stream`) and ends with its
+sources and feedback controls; where streaming fails, the whole answer is posted instead, once."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.pipeline import ask
+from bot.pipeline import Answer, ask_streamed
 from bot.prompts import Turn
 from bot.slack import blocks, fields, translate
 from bot.slack.blocks import Reply
 from bot.slack.deps import Deps
+from bot.slack.stream import AnswerStream
 
 log = logging.getLogger(__name__)
 Payload = dict[str, Any]
@@ -50,7 +54,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async with deps.inflight.track():
             if not await deps.records.claim(translate.delivery_key(body)):
                 return
+            await suggest_prompts(deps, client, channel, thread_ts)
             await post(client, channel, thread_ts, [blocks.notice(blocks.GREETING)])
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: Payload, client: AsyncWebClient) -> None:
+        # The agent messaging experience's Messages tab (agent_view): its prompts sit above the DM.
+        if event.get("tab") == "messages" and fields.text(event.get("channel")):
+            async with deps.inflight.track():
+                await suggest_prompts(deps, client, fields.text(event.get("channel")))
 
 
 async def answer_in_thread(
@@ -86,13 +98,78 @@ async def answer_in_thread(
             event, bot_user_id=context.bot_user_id, team_id=context.team_id or ""
         )
         await show_thinking(client, channel, thread)
-        answer, replies = await ask(
-            deps.pipeline, question, history, reply=blocks.to_reply, notice=lambda text: [blocks.notice(text)]
+        if event.get("channel_type") == "im" and not history:
+            await set_title(client, channel, thread, question.text)
+        stream = AnswerStream(
+            client,
+            channel,
+            thread,
+            team_id=context.team_id or "",
+            user_id=fields.text(event.get("user")),
+            interval=deps.stream_interval,
         )
-        last_ts = await post(client, channel, thread, replies)
+        answer, notice = await ask_streamed(deps.pipeline, question, history, on_text=stream.add)
+        last_ts = await deliver(client, channel, thread, stream, answer, notice)
         if answer is not None and answer.answer_id is not None and last_ts:
             # Right after posting, before anything else: reactions find their answer by this ts.
             await deps.records.attach_reply(answer.answer_id, channel, last_ts)
+
+
+async def deliver(
+    client: AsyncWebClient,
+    channel: str,
+    thread: str,
+    stream: AnswerStream,
+    answer: Answer | None,
+    notice: str,
+) -> str | None:
+    """End the stream with the answer's footer; where it broke, the whole answer another way (the
+    stream's message updated, or posted anew). The ts the answer is shown at, None without one."""
+    if answer is None:
+        if stream.ts is not None and not stream.broken:
+            await stream.add(f"\n\n{notice}")
+            await stream.finish([])
+            return None
+        await post(client, channel, thread, [blocks.notice(notice)])
+        return None
+    tail, metadata = blocks.footer(answer)
+    if await stream.finish(tail, metadata):
+        return stream.ts
+    replies = blocks.to_reply(answer)
+    if stream.ts is not None and len(replies) == 1:
+        reply = replies[0]
+        try:
+            await client.chat_update(
+                channel=channel, ts=stream.ts, text=reply.text, blocks=reply.blocks, metadata=reply.metadata
+            )
+            return stream.ts
+        except SlackApiError as exc:
+            log.warning("could not finish the streamed answer in %s: %s", channel, exc.response.get("error"))
+    return await post(client, channel, thread, replies)
+
+
+async def suggest_prompts(
+    deps: Deps, client: AsyncWebClient, channel: str, thread_ts: str | None = None
+) -> None:
+    """The most asked questions as the assistant's suggested prompts; none until questions repeat."""
+    asked = await deps.records.most_asked(limit=blocks.MAX_PROMPTS)
+    if not asked:
+        return
+    try:
+        await client.assistant_threads_setSuggestedPrompts(
+            channel_id=channel, thread_ts=thread_ts, title=blocks.PROMPTS_TITLE, prompts=blocks.prompts(asked)
+        )
+    except SlackApiError as exc:
+        log.debug("no suggested prompts in %s: %s", channel, exc.response.get("error"))
+
+
+async def set_title(client: AsyncWebClient, channel: str, thread: str, question: str) -> None:
+    try:
+        await client.assistant_threads_setTitle(
+            channel_id=channel, thread_ts=thread, title=blocks.title(question)
+        )
+    except SlackApiError as exc:
+        log.debug("no thread title in %s: %s", channel, exc.response.get("error"))
 
 
 async def read_thread(client: AsyncWebClient, channel: str, thread: str) -> list[Payload]:
@@ -113,9 +190,11 @@ async def read_thread(client: AsyncWebClient, channel: str, thread: str) -> list
 
 
 async def show_thinking(client: AsyncWebClient, channel: str, thread: str) -> None:
-    """Slack clears the status by itself when the reply is posted."""
+    """Slack clears the status by itself when the reply is posted (or starts streaming)."""
     try:
-        await client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread, status=blocks.THINKING)
+        await client.assistant_threads_setStatus(
+            channel_id=channel, thread_ts=thread, status=blocks.THINKING, loading_messages=blocks.LOADING
+        )
     except SlackApiError as exc:
         log.debug("no thinking status in %s: %s", channel, exc.response.get("error"))
 

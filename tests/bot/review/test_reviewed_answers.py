@@ -291,7 +291,7 @@ async def test_over_slack_a_reworded_question_gets_the_reviewed_answer_and_a_thu
 
         question = bot.slack.add_message("C1", "U7", f"<@U0BOT> {REWORDED}")
         await bot.send_event(mention(question, "C1"))
-        await bot.slack.wait_for("chat.postMessage", channel="C1")
+        await bot.slack.wait_for_replies(channel="C1")
         await bot.settled()
         posted = bot.slack.messages["C1"][-1]
         assert bot.model.requests == []  # answered without the model

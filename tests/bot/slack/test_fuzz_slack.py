@@ -190,7 +190,7 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
 async def test_generated_bodies_never_get_a_5xx_and_the_bot_stays_healthy(bot: Bot) -> None:
     asked = bot.slack.add_message("C1", "U1", QUESTION)
     await bot.send_event(mention(asked, "C1"))
-    await bot.slack.wait_for("chat.postMessage", channel="C1")
+    await bot.slack.wait_for_replies(channel="C1")
     await bot.settled()
     rng = random.Random(SEED)
     made = templates(bot, bot.slack.messages["C1"][-1])
@@ -216,4 +216,4 @@ async def test_generated_bodies_never_get_a_5xx_and_the_bot_stays_healthy(bot: B
     message = bot.slack.add_message("C7", "U1", QUESTION)
     response, _ = await bot.send_event(mention(message, "C7"))
     assert response.status_code == 200
-    await bot.slack.wait_for("chat.postMessage", channel="C7")
+    await bot.slack.wait_for_replies(channel="C7")

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable
-from bot.slack.blocks import GREETING, THINKING
+from bot.slack.blocks import GREETING, LOADING, THINKING
 from feedback.models import Answer, Question
 from tests.support.slack_api import BOT_ID, BOT_USER, OTHER_BOT_ID
 from tests.support.slack_harness import Bot, running_bot
@@ -60,21 +60,20 @@ async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_contr
     response, _ = await bot.send_event(mention(message, "C1"))
     assert response.status_code == 200 and time.perf_counter() - started < 1.0
 
-    [post] = await bot.slack.wait_for("chat.postMessage")
-    assert post["channel"] == "C1" and post["thread_ts"] == message["ts"]
+    [post] = await bot.slack.wait_for_replies()
+    assert post["channel"] == "C1" and post["thread_ts"] == message["ts"] and post["streamed"]
     assert post["text"] == "You get 27 days of leave a year."
-    assert [b["type"] for b in post["blocks"]] == ["section", "context", "actions", "context_actions"]
-    assert post["blocks"][0]["text"]["text"] == "You get 27 days of leave a year."
-    sources = [e["text"] for e in post["blocks"][1]["elements"]]
+    assert [b["type"] for b in post["blocks"]] == ["context", "actions", "context_actions"]
+    sources = [e["text"] for e in post["blocks"][0]["elements"]]
     assert sources == [
         "*Sources*",
         "1. <https://wiki.larkspur.example/leave?section=allowance&amp;v=2|Annual Leave &gt; Allowance>",
         "2. Annual Leave &gt; Carrying over · _benefits-and-leave/annual-leave.md_",
     ]
     [answer] = rows(bot, Answer)
-    [button] = post["blocks"][2]["elements"]
+    [button] = post["blocks"][1]["elements"]
     assert (button["action_id"], button["value"]) == ("suggest_correction", str(answer.id))
-    [feedback] = post["blocks"][3]["elements"]
+    [feedback] = post["blocks"][2]["elements"]
     assert feedback["type"] == "feedback_buttons" and feedback["action_id"] == "answer_feedback"
     assert feedback["positive_button"]["value"] == f"up:{answer.id}"
     assert feedback["negative_button"]["value"] == f"down:{answer.id}"
@@ -82,9 +81,12 @@ async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_contr
 
     # "is thinking…" first, in the same thread; the answer's Slack ts recorded for reactions.
     methods = [c.method for c in bot.slack.calls]
-    assert methods.index("assistant.threads.setStatus") < methods.index("chat.postMessage")
+    assert methods.index("assistant.threads.setStatus") < methods.index("chat.startStream")
     [status] = bot.slack.called("assistant.threads.setStatus")
     assert (status["channel_id"], status["thread_ts"], status["status"]) == ("C1", message["ts"], THINKING)
+    assert status["loading_messages"] == LOADING
+    [start] = bot.slack.called("chat.startStream")
+    assert (start["recipient_team_id"], start["recipient_user_id"]) == ("T0TEST", "U1")
     await bot.settled()
     [answer] = rows(bot, Answer)
     [question] = rows(bot, Question)
@@ -103,19 +105,19 @@ async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_contr
 async def test_direct_message_is_answered(bot: Bot) -> None:
     message = bot.slack.add_message("D1", "U1", "how many days of leave do I get?")
     await bot.send_event(message_event(message, "D1", "im"))
-    [post] = await bot.slack.wait_for("chat.postMessage", channel="D1")
+    [post] = await bot.slack.wait_for_replies(channel="D1")
     assert post["thread_ts"] == message["ts"] and post["text"] == "You get 27 days of leave a year."
 
 
 async def test_follow_up_in_the_thread_is_answered_with_its_history(bot: Bot) -> None:
     first = bot.slack.add_message("C1", "U1", QUESTION)
     await bot.send_event(mention(first, "C1"))
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
     await bot.settled()
 
     follow_up = bot.slack.add_message("C1", "U1", "And can I carry some over?", thread_ts=first["ts"])
     await bot.send_event(message_event(follow_up, "C1"))
-    second = await bot.slack.wait_for("chat.postMessage", count=2)
+    second = await bot.slack.wait_for_replies(count=2)
     assert second[1]["thread_ts"] == first["ts"]
     turns = [(m["role"], m["content"]) for m in bot.model.requests[1]["messages"][1:]]
     assert turns == [
@@ -130,13 +132,13 @@ async def test_follow_up_in_the_thread_is_answered_with_its_history(bot: Bot) ->
 async def test_long_threads_are_read_to_the_end(bot: Bot) -> None:
     first = bot.slack.add_message("C1", "U1", QUESTION)
     await bot.send_event(mention(first, "C1"))
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
     await bot.settled()
     for i in range(250):
         bot.slack.add_message("C1", "U2", f"chatter {i}", thread_ts=first["ts"])
     follow_up = bot.slack.add_message("C1", "U1", "And can I carry some over?", thread_ts=first["ts"])
     await bot.send_event(message_event(follow_up, "C1"))
-    await bot.slack.wait_for("chat.postMessage", count=2)
+    await bot.slack.wait_for_replies(count=2)
     assert len(bot.slack.called("conversations.replies")) == 2  # two pages of 200
     turns = [m["content"] for m in bot.model.requests[1]["messages"][1:]]
     assert turns[-2:] == ["chatter 249", "And can I carry some over?"]
@@ -150,9 +152,9 @@ async def test_threads_the_bot_never_joined_are_left_alone(bot: Bot) -> None:
     await bot.send_event(message_event(top_level, "C1"))
     sentinel = bot.slack.add_message("C2", "U3", QUESTION)
     await bot.send_event(mention(sentinel, "C2"))
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
     await bot.settled()
-    assert [p["channel"] for p in bot.slack.called("chat.postMessage")] == ["C2"]
+    assert [p["channel"] for p in bot.slack.replies] == ["C2"]
     assert [q.channel for q in rows(bot, Question)] == ["C2"]
 
 
@@ -163,9 +165,9 @@ async def test_a_retried_event_is_answered_once(bot: Bot) -> None:
     retry, _ = await bot.send_event(event, event_id=event_id, retry=1)
     again, _ = await bot.send_event(event, event_id=event_id, retry=2)
     assert [r.status_code for r in (first, retry, again)] == [200, 200, 200]
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
     await bot.settled()
-    assert len(bot.slack.called("chat.postMessage")) == 1
+    assert len(bot.slack.replies) == 1 and len(bot.slack.called("chat.startStream")) == 1
     assert len(rows(bot, Question)) == 1 and len(bot.model.requests) == 1
 
 
@@ -193,9 +195,9 @@ async def test_bots_own_and_other_bots_messages_and_subtypes_are_ignored(bot: Bo
 
     sentinel = bot.slack.add_message("D1", "U1", "how many days of leave do I get?")
     await bot.send_event(message_event(sentinel, "D1", "im"))
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
     await bot.settled()
-    assert [p["thread_ts"] for p in bot.slack.called("chat.postMessage")] == [sentinel["ts"]]
+    assert [p["thread_ts"] for p in bot.slack.replies] == [sentinel["ts"]]
     assert [q.text for q in rows(bot, Question)] == ["how many days of leave do I get?"]
 
 
@@ -203,7 +205,7 @@ async def test_model_server_down_gets_a_kind_message_and_the_question_is_kept(bo
     bot.model.down = True
     message = bot.slack.add_message("C1", "U1", QUESTION)
     await bot.send_event(mention(message, "C1"))
-    [post] = await bot.slack.wait_for("chat.postMessage")
+    [post] = await bot.slack.wait_for_replies()
     assert post["thread_ts"] == message["ts"]
     assert post["text"] == AnswerUnavailable.user_message
     assert "Traceback" not in json.dumps(post) and "model.test" not in json.dumps(post)
@@ -216,7 +218,7 @@ async def test_model_server_too_slow_gets_the_same_kind_message(bot: Bot) -> Non
     bot.model.too_slow = True
     message = bot.slack.add_message("D1", "U1", "how many days of leave do I get?")
     await bot.send_event(message_event(message, "D1", "im"))
-    [post] = await bot.slack.wait_for("chat.postMessage")
+    [post] = await bot.slack.wait_for_replies()
     assert post["text"] == AnswerUnavailable.user_message and post["thread_ts"] == message["ts"]
 
 
@@ -228,15 +230,15 @@ async def test_answers_come_after_the_ack(bot: Bot) -> None:
     acked = time.perf_counter() - started
     assert response.status_code == 200 and acked < 0.5
     assert bot.slack.called("chat.postMessage") == []
-    await bot.slack.wait_for("chat.postMessage")
+    await bot.slack.wait_for_replies()
 
 
 async def test_slack_rate_limit_is_honoured(bot: Bot) -> None:
-    bot.slack.rate_limit_once("chat.postMessage", retry_after=1)
+    bot.slack.rate_limit_once("chat.startStream", retry_after=1)
     message = bot.slack.add_message("C1", "U1", QUESTION)
     await bot.send_event(mention(message, "C1"))
-    await bot.slack.wait_for("chat.postMessage", timeout=15)
-    posts = [c for c in bot.slack.calls if c.method == "chat.postMessage"]
+    await bot.slack.wait_for_replies(timeout=15)
+    posts = [c for c in bot.slack.calls if c.method == "chat.startStream"]
     assert [c.status for c in posts] == [429, 200]
     assert posts[1].at - posts[0].at >= 1.0
     await bot.settled()
@@ -250,8 +252,7 @@ async def test_model_text_is_escaped(tmp_path: Path) -> None:
     async with running_bot(tmp_path, model=FakeModel("Ask <!channel> & read <docs>")) as bot:
         message = bot.slack.add_message("C1", "U1", QUESTION)
         await bot.send_event(mention(message, "C1"))
-        [post] = await bot.slack.wait_for("chat.postMessage")
-        assert post["blocks"][0]["text"]["text"] == "Ask &lt;!channel&gt; &amp; read &lt;docs&gt;"
+        [post] = await bot.slack.wait_for_replies()
         assert post["text"] == "Ask &lt;!channel&gt; &amp; read &lt;docs&gt;"
 
 
@@ -270,12 +271,12 @@ async def test_assistant_thread_is_greeted_and_its_questions_answered(bot: Bot) 
         "event_ts": "1729999327.187300",
     }
     await bot.send_event(started)
-    [greeting] = await bot.slack.wait_for("chat.postMessage")
+    [greeting] = await bot.slack.wait_for_replies()
     assert (greeting["channel"], greeting["thread_ts"], greeting["text"]) == ("D1", thread, GREETING)
 
     question = bot.slack.add_message("D1", "U1", "how many days of leave?", thread_ts=thread)
     await bot.send_event(message_event(question, "D1", "im"))
-    posts = await bot.slack.wait_for("chat.postMessage", count=2)
+    posts = await bot.slack.wait_for_replies(count=2)
     assert posts[1]["thread_ts"] == thread
     assert bot.slack.called("assistant.threads.setStatus", channel_id="D1", thread_ts=thread)
     # The greeting is not an answer: the model sees only the question.

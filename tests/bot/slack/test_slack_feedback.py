@@ -33,7 +33,7 @@ async def ask(bot: Bot, channel: str = "C1") -> tuple[int, dict]:
     """Mention the bot; the answer's id and its message as Slack stores it."""
     question = bot.slack.add_message(channel, "U1", QUESTION)
     await bot.send_event(mention(question, channel))
-    await bot.slack.wait_for("chat.postMessage", channel=channel)
+    await bot.slack.wait_for_replies(channel=channel)
     await bot.settled()
     posted = bot.slack.messages[channel][-1]
     return posted["metadata"]["event_payload"]["answer_id"], posted
@@ -153,7 +153,7 @@ async def test_feedback_buttons_are_votes(bot: Bot) -> None:
 
 async def open_correction(bot: Bot) -> tuple[int, dict, dict]:
     answer_id, posted = await ask(bot)
-    button = posted["blocks"][2]["elements"][0]
+    button = posted["blocks"][-2]["elements"][0]
     action = {"type": "button", "action_id": button["action_id"], "block_id": "c", "value": button["value"]}
     payload = block_actions(user="U2", channel="C1", message=posted, action=action)
     response = await bot.send_interaction(payload)

@@ -19,6 +19,13 @@ yaml = pytest.importorskip("yaml")
 MANIFEST = REPO / "slack" / "manifest.yaml"
 # A minimal event of each subscribable type, as Slack sends it.
 SAMPLES: dict[str, dict[str, Any]] = {
+    "app_home_opened": {
+        "type": "app_home_opened",
+        "user": "U1",
+        "channel": "D1",
+        "tab": "messages",
+        "event_ts": "1.0",
+    },
     "app_mention": {"type": "app_mention", "user": "U1", "text": "<@U0BOT>", "ts": "1.1", "channel": "C1"},
     "assistant_thread_started": {
         "type": "assistant_thread_started",
@@ -86,4 +93,8 @@ def test_the_scopes_cover_what_the_bot_calls(manifest: dict[str, Any]) -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"app_mentions:read", "chat:write", "commands", "reactions:read", "assistant:write"} <= scopes
     assert {"channels:history", "groups:history", "im:history"} <= scopes  # conversations.replies
-    assert "assistant_view" in manifest["features"]  # Slack grants assistant:write only with it
+    # Slack grants assistant:write only with an AI-app surface: agent_view, which replaces assistant_view
+    agent = manifest["features"]["agent_view"]
+    assert "assistant_view" not in manifest["features"]
+    assert 0 < len(agent["agent_description"]) <= 300
+    assert manifest["features"]["app_home"]["messages_tab_enabled"]  # the agent's Messages tab

@@ -58,9 +58,9 @@ async def bot_with(tmp_path: Path, configure: Callable[[Deps], None]) -> AsyncIt
 
 async def ask(bot: Bot, text: str = "how many days of leave do I get?") -> dict[str, Any]:
     question = bot.slack.add_message("C1", "U1", f"<@U0BOT> {text}")
-    before = len(bot.slack.called("chat.postMessage", channel="C1"))
+    before = len([r for r in bot.slack.replies if r["channel"] == "C1"])
     await bot.send_event(mention(question, "C1"))
-    await bot.slack.wait_for("chat.postMessage", count=before + 1, channel="C1")
+    await bot.slack.wait_for_replies(count=before + 1, channel="C1")
     await bot.settled()
     return bot.slack.messages["C1"][-1]
 
@@ -127,7 +127,7 @@ async def test_a_correction_is_posted_to_the_review_channel_as_a_card(tmp_path: 
 async def test_no_review_channel_means_no_card_but_the_correction_is_kept(tmp_path: Path) -> None:
     async with bot_with(tmp_path, reviewing("R1", channel="")) as bot:
         await correct(bot, await ask(bot))
-        assert [m["channel"] for m in bot.slack.called("chat.postMessage")] == ["C1"]
+        assert [m["channel"] for m in bot.slack.replies] == ["C1"]
         assert correction(bot).status == "pending"
 
 

@@ -50,12 +50,12 @@ async def test_socket_mode_answers_events_pushed_over_the_websocket(database: Da
             envelope = event_callback(mention(message, "C1"))
             first = await slack.socket_send(envelope)
             retry = await slack.socket_send(envelope, retry_attempt=1)
-            [post] = await slack.wait_for("chat.postMessage")
+            [post] = await slack.wait_for_replies()
             assert post["thread_ts"] == message["ts"] and post["text"] == "You get 27 days of leave a year."
             acked = {a["envelope_id"] for a in slack.socket_acks}
             assert {first, retry} <= acked
             await deps.inflight.drain(10)
-            assert len(slack.called("chat.postMessage")) == 1
+            assert len(slack.replies) == 1
         await deps.pipeline.client.aclose()
 
 
@@ -104,8 +104,8 @@ async def test_a_burst_is_acked_at_once_and_answered_a_few_at_a_time(database: D
                 response = await http.post(f"{url}/slack/events", content=body, headers=headers)
                 assert response.status_code == 200
             # Every event is acknowledged while most of their answers are still to come.
-            assert len(slack.called("chat.postMessage")) < 6
-            await slack.wait_for("chat.postMessage", count=6)
+            assert len(slack.replies) < 6
+            await slack.wait_for_replies(count=6)
             assert model.most_active == 2
         await deps.pipeline.client.aclose()
 
@@ -124,9 +124,9 @@ async def test_stopping_the_server_lets_answers_in_flight_finish(database: Datab
             headers = signature_headers(body, content_type="application/json")
             assert (await http.post(f"{url}/slack/events", content=body, headers=headers)).status_code == 200
             await slack.wait_for("assistant.threads.setStatus")
-            assert slack.called("chat.postMessage") == []
+            assert slack.replies == []
         # The server has stopped; the answer that was being written was posted first.
-        assert len(slack.called("chat.postMessage")) == 1
+        assert len(slack.replies) == 1
         await deps.pipeline.client.aclose()
 
 
@@ -156,7 +156,7 @@ async def test_application_builds_the_bot_from_settings(
             body = json.dumps(event_callback(mention(slack.add_message("C1", "U1", QUESTION), "C1")))
             headers = signature_headers(body, content_type="application/json")
             assert (await http.post(f"{url}/slack/events", content=body, headers=headers)).status_code == 200
-            [post] = await slack.wait_for("chat.postMessage")
+            [post] = await slack.wait_for_replies()
             assert post["text"] == "You get 27 days of leave a year."
 
 

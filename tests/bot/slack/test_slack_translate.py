@@ -10,7 +10,7 @@ from slack_sdk.models.views import View
 
 from bot.pipeline import Answer, Source
 from bot.slack import blocks, translate
-from bot.slack.blocks import BLOCKS_PER_MESSAGE, SECTION_LIMIT, escape, split_text, to_reply
+from bot.slack.blocks import MARKDOWN_LIMIT, escape, split_text, to_reply
 
 BOT = "U0BOT"
 
@@ -104,20 +104,29 @@ def test_split_text_respects_the_escaped_limit_and_word_breaks() -> None:
 
 def test_long_answers_are_split_to_slacks_limits_with_controls_on_the_last_message() -> None:
     sources = [Source(f"Doc {i}", f"d{i}.md", None, 1.0, f"p{i}") for i in range(15)]
-    replies = to_reply(answer("lorem ipsum " * 20_000, sources))  # 240k characters
+    text = " ".join(f"lorem{i} **ipsum**" for i in range(4_000))  # 60k characters of Markdown
+    replies = to_reply(answer(text, sources))
     assert len(replies) > 1
     for reply in replies:
-        assert len(reply.blocks) <= BLOCKS_PER_MESSAGE
-        assert all(len(b["text"]["text"]) <= SECTION_LIMIT for b in reply.blocks if b["type"] == "section")
+        assert reply.blocks[0]["type"] == "markdown" and len(reply.blocks[0]["text"]) <= MARKDOWN_LIMIT
         assert reply.metadata == {"event_type": "chatbot_answer", "event_payload": {"answer_id": 7}}
-    assert [b["type"] for b in replies[-1].blocks[-3:]] == ["context", "actions", "context_actions"]
-    assert all(b["type"] == "section" for r in replies[:-1] for b in r.blocks)
+    assert " ".join(r.blocks[0]["text"] for r in replies) == text  # cut between words, nothing lost
+    assert [b["type"] for b in replies[-1].blocks] == ["markdown", "context", "actions", "context_actions"]
+    assert all(len(r.blocks) == 1 for r in replies[:-1])
     assert len(replies[-1].blocks[-3]["elements"]) == 10  # a context block's limit
+
+
+def test_markdown_from_the_model_is_kept_as_written() -> None:
+    [reply] = to_reply(answer("You get:\n\n- **26 days** a year\n- [the policy](https://wiki.example/leave)"))
+    assert reply.blocks[0] == {
+        "type": "markdown",
+        "text": "You get:\n\n- **26 days** a year\n- [the policy](https://wiki.example/leave)",
+    }
 
 
 def test_unrecorded_answers_get_no_feedback_controls() -> None:
     [reply] = to_reply(answer("27 days.", answer_id=None))
-    assert [b["type"] for b in reply.blocks] == ["section"] and reply.metadata is None
+    assert [b["type"] for b in reply.blocks] == ["markdown"] and reply.metadata is None
 
 
 def test_source_links_only_for_web_urls() -> None:

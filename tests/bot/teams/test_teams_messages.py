@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from bot.errors import AnswerUnavailable, BotError
-from bot.teams.cards import CARD_TYPE, GREETING, USAGE
+from bot.teams.cards import CARD_TYPE, GREETING, SEARCHING, USAGE
 from feedback import queries
 from feedback.models import Answer, Question
 from tests.support.teams_activities import (
@@ -63,7 +63,18 @@ async def test_personal_message_is_answered_as_a_reply_with_sources_and_feedback
     assert sent["channelData"] == {"feedbackLoop": {"type": "default"}}
     assert "feedbackLoopEnabled" not in sent["channelData"]
     assert sent["from"]["id"] == BOT_ID and sent["recipient"]["id"] == ADA.teams_id
-    assert sent["text"] == ANSWER
+    assert sent["text"] == f"{ANSWER} [1][2]"  # the citations' pills go where the markers are
+    ai, final = sent["entities"]
+    assert final == {"type": "streaminfo", "streamId": reply.id, "streamType": "final"}
+    assert ai["additionalType"] == ["AIGeneratedContent"] and ai["@type"] == "Message"
+    assert [c["position"] for c in ai["citation"]] == [1, 2]
+    assert ai["citation"][0]["appearance"] == {
+        "@type": "DigitalDocument",
+        "name": "Annual Leave > Allowance",
+        "abstract": "benefits-and-leave/annual-leave.md",
+        "url": "https://wiki.larkspur.example/leave?section=allowance&v=2",
+    }
+    assert "url" not in ai["citation"][1]["appearance"]  # no web address: the title still shows
     [attachment] = sent["attachments"]
     assert attachment["contentType"] == CARD_TYPE
     card = attachment["content"]
@@ -75,9 +86,17 @@ async def test_personal_message_is_answered_as_a_reply_with_sources_and_feedback
     [show] = card["actions"]
     assert show["type"] == "Action.ShowCard" and show["title"] == "Suggest a correction"
 
-    # "typing…" went out before the answer
-    assert bot.connector.typing()
-    assert bot.connector.received.index(bot.connector.typing()[0]) < bot.connector.received.index(reply)
+    # streamed: "Searching…" first, then the text as it was written, into the one message
+    assert bot.connector.typing()[0].activity.get("entities") is None  # "typing…" at once, in the turn
+    informative, *updates = [t for t in bot.connector.typing() if t.activity.get("entities")]
+    assert informative.activity["text"] == SEARCHING and informative.id == reply.id
+    assert informative.activity["entities"] == [
+        {"type": "streaminfo", "streamType": "informative", "streamSequence": 1}
+    ]
+    assert [u.activity["entities"][0]["streamSequence"] for u in updates] == list(range(2, len(updates) + 2))
+    assert all(ANSWER.startswith(u.activity["text"]) for u in updates)
+    assert bot.connector.received.index(informative) < bot.connector.received.index(reply)
+    assert bot.connector.streams[reply.id].final
 
     [question] = questions(bot)
     assert (question.platform, question.text, question.user_id) == (
