@@ -210,3 +210,26 @@ def test_only_one_retrain_runs_at_a_time(database: Database) -> None:
             store.finish_run(s, run_id=second.id, status="running")
         with pytest.raises(errors.UnknownRun):
             store.start_run(s, run_id=404)
+
+
+def test_most_asked_counts_the_same_words_in_any_case_and_only_answered_ones(database: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def asked(text_: str, *, confidence: float | None = 0.8, user: str = "U1") -> None:
+        with database.writer() as session:
+            question = store.record_question(session, platform="slack", user_id=user, text=text_)
+            assert question.id is not None
+            store.record_answer(session, question_id=question.id, text="…", adapter="base", confidence=confidence)
+
+    for text_ in ("How many days of leave?", "how many days of leave? ", "HOW MANY DAYS OF LEAVE?"):
+        asked(text_)
+    asked("Where is the office?")
+    asked("Where is the office?", user="U2")
+    asked("Is there a pension?", confidence=None)  # refused: never suggested
+    asked("Is there a pension?", confidence=None)
+    asked("Only once?")
+    with database.reader() as session:
+        since = datetime.now(UTC) - timedelta(days=1)
+        top = queries.most_asked(session, since=since)
+        assert [t.lower() for t in top] == ["how many days of leave?", "where is the office?"]
+        assert queries.most_asked(session, since=datetime.now(UTC) + timedelta(days=1)) == []
