@@ -297,6 +297,7 @@ class Pipeline:
                         confidence=confidence,
                         latency_ms=timings["total_ms"],
                         reviewed_correction_id=reviewed.correction_id if reviewed else None,
+                        relevance=max((p.similarity for p in passages), default=None),
                     ).id
                 ),
             )

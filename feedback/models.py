@@ -24,6 +24,10 @@ PLATFORMS = ("slack", "teams", "web", "cli")
 VOTE_SOURCES = ("button", "reaction", "teams_feedback", "console")
 CORRECTION_STATUSES = ("pending", "approved", "rejected")
 REVIEW_DECISIONS = ("approve", "reject")
+# Who put a case in the review queue: a person's correction, or the sampler (an answer nobody voted on).
+CORRECTION_ORIGINS = ("user", "sampled")
+# What an approval of a sampled case keeps: the bot's answer, the teacher's draft, the reviewer's edit.
+REVIEW_CHOICES = ("bot", "draft", "edit")
 ADAPTER_STATUSES = ("candidate", "active", "retired", "failed")
 RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed", "skipped")
 RUN_TRIGGERS = ("schedule", "admin", "cli")
@@ -75,6 +79,8 @@ class Answer(SQLModel, table=True):
     # A reviewed answer: the approved correction served verbatim instead of asking the model.
     # (No foreign key: correction already points at answer, and the cycle buys nothing.)
     reviewed_correction_id: int | None = Field(default=None, index=True)
+    # Retrieval's cosine between the question and its closest passage: how relevant the context was.
+    relevance: float | None = None
     created_at: datetime = _when()
 
 
@@ -96,7 +102,18 @@ class Vote(SQLModel, table=True):
 
 
 class Correction(SQLModel, table=True):
-    __table_args__ = (CheckConstraint(_in("status", CORRECTION_STATUSES), name="ck_correction_status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", CORRECTION_STATUSES), name="ck_correction_status"),
+        CheckConstraint(_in("origin", CORRECTION_ORIGINS), name="ck_correction_origin"),
+        # The database itself refuses to queue one answer twice.
+        Index(
+            "uq_correction_sampled_answer",
+            "answer_id",
+            unique=True,
+            sqlite_where=text("origin = 'sampled'"),
+            postgresql_where=text("origin = 'sampled'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     answer_id: int = Field(foreign_key="answer.id", index=True)
@@ -118,12 +135,24 @@ class Correction(SQLModel, table=True):
     author_conversation: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
     )
+    origin: str = Field(default="user", max_length=16, sa_column_kwargs={"server_default": "user"})
+    # Why the sampler queued it ("low_confidence", "low_relevance", "teacher_disagrees"), for reviewers.
+    reasons: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    uncertainty: float | None = None  # the sampler's score: the least certain answers first
+    # A stronger model's answer to the same question from the same passages, for reviewers to confirm.
+    draft: str | None = None
+    draft_model: str | None = Field(default=None, max_length=128)
+    drafted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    draft_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Review(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("correction_id", "reviewer", "review_round", name="uq_review_reviewer_round"),
         CheckConstraint(_in("decision", REVIEW_DECISIONS), name="ck_review_decision"),
+        CheckConstraint(f"choice IS NULL OR {_in('choice', REVIEW_CHOICES)}", name="ck_review_choice"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -133,6 +162,7 @@ class Review(SQLModel, table=True):
     decision: str = Field(max_length=16)
     reason: str | None = None
     edited_text: str | None = None
+    choice: str | None = Field(default=None, max_length=8)  # a sampled case's approval: what it keeps
     created_at: datetime = _when()
 
 

@@ -414,3 +414,37 @@ def most_asked(session: Session, *, since: datetime, limit: int = 4, at_least: i
         .limit(limit)
     )
     return [str(text).strip() for text, _ in session.exec(stmt)]
+
+
+def sampling_candidates(session: Session, *, since: datetime) -> list[tuple[Answer, Question, int]]:
+    """Answers since `since` that nobody corrected and no case holds yet, from people who did not opt
+    out, with their question and 👎 count: model answers (a confidence) and any answer voted down.
+    Reviewed answers (an approved correction served verbatim) are left out."""
+    down = func.coalesce(func.sum(case((col(Vote.value) < 0, 1), else_=0)), 0).label("down")
+    has_case = select(Correction.id).where(Correction.answer_id == Answer.id).exists()
+    opted_out = select(OptOut.user_id).where(OptOut.user_id == Question.user_id).exists()
+    stmt = (
+        select(Answer, Question, down)
+        .join(Question, col(Question.id) == Answer.question_id)
+        .join(Vote, col(Vote.answer_id) == Answer.id, isouter=True)
+        .where(
+            col(Answer.created_at) >= since,
+            col(Answer.reviewed_correction_id).is_(None),
+            ~has_case,
+            ~opted_out,
+        )
+        .group_by(col(Answer.id), col(Question.id))
+        .order_by(col(Answer.id))
+    )
+    rows = [(a, q, int(n)) for a, q, n in session.exec(stmt)]
+    return [(a, q, n) for a, q, n in rows if a.confidence is not None or n > 0]
+
+
+def sampled_since(session: Session, since: datetime) -> int:
+    """How many answers the sampler queued since `since`."""
+    stmt = (
+        select(func.count())
+        .select_from(Correction)
+        .where(col(Correction.origin) == "sampled", col(Correction.created_at) >= since)
+    )
+    return int(session.exec(stmt).one())

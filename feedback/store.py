@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from feedback import errors, ids
 from feedback.models import (
     PLATFORMS,
+    REVIEW_CHOICES,
     RUN_STATUSES,
     RUN_TRIGGERS,
     VOTE_SOURCES,
@@ -38,6 +39,7 @@ from feedback.models import (
 from feedback.queries import active_adapter, pending_run, rollback_target
 
 log = logging.getLogger(__name__)
+SAMPLER = "sampler"  # the author of the cases the sampler queues
 
 # Refused admin attempts recorded a minute, per sender and for everyone; the newest kept in all.
 REFUSALS_PER_SENDER = 5
@@ -101,8 +103,10 @@ def record_answer(
     prompt: Sequence[dict[str, str]] = (),
     sources: Sequence[dict[str, Any]] = (),
     reviewed_correction_id: int | None = None,
+    relevance: float | None = None,
 ) -> Answer:
-    """`reviewed_correction_id`: the approved correction served as this answer (no model asked)."""
+    """`reviewed_correction_id`: the approved correction served as this answer (no model asked).
+    `relevance`: retrieval's cosine between the question and the closest passage in the prompt."""
     question = ids.get(session, Question, question_id)
     if question is None:
         raise _refuse(session, errors.InvalidInput(f"There is no question #{question_id}."))
@@ -117,6 +121,7 @@ def record_answer(
         confidence=confidence,
         latency_ms=latency_ms,
         reviewed_correction_id=reviewed_correction_id,
+        relevance=relevance,
     )
     session.add(answer)
     session.commit()
@@ -222,6 +227,51 @@ def submit_correction(
     return correction
 
 
+def queue_answer(
+    session: Session, *, answer_id: int, reasons: Sequence[str], uncertainty: float | None
+) -> Correction | None:
+    """Put an answer nobody corrected in the review queue, as a case holding the bot's answer
+    (origin "sampled"); None where the answer already has a case, sampled or a person's."""
+    answer = ids.get(session, Answer, answer_id)
+    if answer is None:
+        raise _refuse(session, errors.UnknownAnswer(answer_id))
+    if session.exec(select(Correction.id).where(Correction.answer_id == answer_id)).first() is not None:
+        return None
+    correction = Correction(
+        answer_id=answer_id,
+        author=SAMPLER,
+        text=answer.text.strip() or "(no answer)",
+        origin="sampled",
+        reasons=list(reasons),
+        uncertainty=uncertainty,
+    )
+    session.add(correction)
+    try:
+        session.commit()
+    except IntegrityError:  # another sampler queued it first: the unique index decides
+        session.rollback()
+        return None
+    return correction
+
+
+def attach_draft(
+    session: Session, *, correction_id: int, draft: str | None, model: str, disagrees: bool = False
+) -> Correction:
+    """The teacher's draft for a sampled case, or (None) one more failed attempt at it."""
+    correction = ids.get(session, Correction, correction_id)
+    if correction is None:
+        raise _refuse(session, errors.UnknownCorrection(correction_id))
+    if draft is None:
+        correction.draft_attempts += 1
+    else:
+        correction.draft, correction.draft_model, correction.drafted_at = draft.strip(), model, utcnow()
+        if disagrees and "teacher_disagrees" not in correction.reasons:
+            correction.reasons = [*correction.reasons, "teacher_disagrees"]
+    session.add(correction)
+    session.commit()
+    return correction
+
+
 def review_correction(
     session: Session,
     *,
@@ -231,16 +281,21 @@ def review_correction(
     reason: str | None = None,
     edited_text: str | None = None,
     approvals_required: int = 1,
+    choice: str | None = None,
 ) -> Correction:
     """Record one reviewer's decision. A rejection closes the correction; it is approved once
     `approvals_required` different reviewers approved it in the current review round. An edit
-    replaces the text."""
+    replaces the text. A sampled case's approval says what it keeps (`choice`: the bot's answer,
+    the teacher's draft, or the edit); it is approved once that many reviewers chose the same,
+    and reviewers who chose differently leave it open for another."""
     _require(decision in ("approve", "reject"), f"Unknown decision {decision!r}.")
     if edited_text is not None and not edited_text.strip():
         raise errors.EmptyCorrection()
     correction = ids.get(session, Correction, correction_id)
     if correction is None:
         raise _refuse(session, errors.UnknownCorrection(correction_id))
+    if correction.origin == "sampled" and decision == "approve":
+        return _review_sampled(session, correction, reviewer, reason, edited_text, approvals_required, choice)
     if correction.status != "pending":
         raise _refuse(
             session, errors.InvalidTransition(f"Correction #{correction_id} was already {correction.status}.")
@@ -285,6 +340,82 @@ def review_correction(
     session.add(correction)
     session.commit()
     return correction
+
+
+def _review_sampled(
+    session: Session,
+    correction: Correction,
+    reviewer: str,
+    reason: str | None,
+    edited_text: str | None,
+    approvals_required: int,
+    choice: str | None,
+) -> Correction:
+    choice = choice or ("edit" if edited_text else "bot")
+    _require(choice in REVIEW_CHOICES, f"Unknown choice {choice!r}.")
+    _require(choice != "draft" or bool(correction.draft), "This case has no draft to approve.")
+    _require(choice != "edit" or bool(edited_text), "An edit needs its text.")
+    correction_id, current = correction.id or 0, correction.review_round
+    if correction.status != "pending":
+        raise _refuse(
+            session, errors.InvalidTransition(f"Correction #{correction_id} was already {correction.status}.")
+        )
+    if _reviewed(session, correction_id, reviewer, current):
+        raise _refuse(session, errors.InvalidTransition(f"You already reviewed correction #{correction_id}."))
+    kept = {"edit": (edited_text or "").strip(), "draft": correction.draft or ""}.get(choice, "")
+    session.add(
+        Review(
+            correction_id=correction_id,
+            reviewer=reviewer,
+            review_round=current,
+            decision="approve",
+            reason=reason,
+            edited_text=kept if choice == "edit" else None,
+            choice=choice,
+        )
+    )
+    session.flush()
+    agreeing = sum(1 for key in approval_keys(session, correction_id, current) if key == (choice, kept))
+    if agreeing >= approvals_required:
+        if choice == "bot":
+            answer = ids.get(session, Answer, correction.answer_id)
+            kept = answer.text.strip() if answer is not None else correction.text
+        correction.text = kept
+        correction.status, correction.decided_at = "approved", utcnow()
+        correction.stale_reason = None
+    session.add(correction)
+    session.commit()
+    return correction
+
+
+def approval_keys(session: Session, correction_id: int, review_round: int) -> list[tuple[str, str]]:
+    """What each approval of the round keeps, as (choice, the edit's or draft's text): reviewers
+    agree when their keys are equal."""
+    rows = session.exec(
+        select(Review.choice, Review.edited_text).where(
+            Review.correction_id == correction_id,
+            Review.review_round == review_round,
+            Review.decision == "approve",
+        )
+    ).all()
+    correction = ids.get(session, Correction, correction_id)
+    draft = correction.draft or "" if correction is not None else ""
+    keys = []
+    for choice, edited in rows:
+        kind = choice or "edit"
+        keys.append((kind, {"edit": (edited or "").strip(), "draft": draft}.get(kind, "")))
+    return keys
+
+
+def _reviewed(session: Session, correction_id: int, reviewer: str, review_round: int) -> bool:
+    found = session.exec(
+        select(Review.id).where(
+            Review.correction_id == correction_id,
+            Review.reviewer == reviewer,
+            Review.review_round == review_round,
+        )
+    ).first()
+    return found is not None
 
 
 def reopen_correction(session: Session, *, correction_id: int, reason: str) -> Correction:
