@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from bot.review.sampler import Sampler
 from chatbot.common import load_settings
 from chatbot.retraining import Retrainer
 from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
@@ -74,6 +75,9 @@ def scheduler(poll_seconds: float) -> None:
         Retrainer(settings, database),
         notify=metrics.counting(admin_channel(settings) or _log_result),
         min_examples=settings.retrain_min_examples,
+        sample=Sampler(database, daily_budget=settings.review_daily_budget).run
+        if settings.review_daily_budget
+        else None,
     )
     runner = build_scheduler(jobs, cron=settings.retrain_cron, poll_seconds=poll_seconds)
 

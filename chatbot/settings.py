@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     )
     review_channel: str = Field("", description="Slack channel id where corrections are posted for review.")
     approvals_required: int = Field(1, ge=1, description="Reviewer approvals a correction needs.")
+    review_daily_budget: int = Field(
+        10,
+        ge=0,
+        description="Answers nobody voted on that the scheduler queues for review each day, the least "
+        "certain first (answers voted down come first); 0 queues none.",
+    )
     correction_recall: bool = Field(
         True, description="Index approved corrections at once, so the next answer uses them."
     )

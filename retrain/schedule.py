@@ -81,6 +81,8 @@ class Jobs:
     min_examples: int = 20
     keep_events: timedelta = KEEP_EVENTS
     stale_after: timedelta = STALE_AFTER  # a running run silent this long was abandoned
+    # Queues unvoted answers for review (bot.review.sampler), hourly; None: no sampling.
+    sample: Callable[[], list[int]] | None = None
     running: set[int] = field(default_factory=set)  # runs this process is working on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -136,6 +138,19 @@ class Jobs:
             if run is not None:
                 self._notify(run, None)
         return reaped
+
+    def sample_for_review(self) -> list[int]:
+        """The cases queued for review this hour; a failure is logged and retried next hour."""
+        if self.sample is None:
+            return []
+        try:
+            queued = self.sample()
+        except Exception:
+            log.exception("sampling answers for review failed")
+            return []
+        if queued:
+            log.info("queued %d answers for review: cases %s", len(queued), queued)
+        return queued
 
     def prune_events(self) -> int:
         with self.database.writer() as session:
@@ -223,6 +238,10 @@ def prune_events_job() -> None:
     _jobs().prune_events()
 
 
+def review_sample_job() -> None:
+    _jobs().sample_for_review()
+
+
 def cron_trigger(expr: str) -> CronTrigger:
     """A standard crontab line (minute hour day month weekday, 0 or 7 = Sunday). APScheduler 3
     counts weekdays from Monday, so numeric weekdays are passed to it as names.
@@ -273,4 +292,5 @@ def build_scheduler(
         retrain_poll_job, "interval", seconds=poll_seconds, id="retrain-poll", replace_existing=True
     )
     scheduler.add_job(prune_events_job, "interval", hours=1, id="prune-events", replace_existing=True)
+    scheduler.add_job(review_sample_job, "interval", hours=1, id="review-sample", replace_existing=True)
     return scheduler

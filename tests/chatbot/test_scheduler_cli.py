@@ -64,7 +64,7 @@ def test_the_scheduler_stores_its_jobs_and_stops_on_sigterm(tmp_path: Path) -> N
             with engine.connect() as conn:
                 if conn.execute(text(f"SELECT count(*) FROM {JOB_TABLE}")).scalar():
                     jobs = set(conn.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-        assert jobs == {"retrain-cron", "retrain-poll", "prune-events"}
+        assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:

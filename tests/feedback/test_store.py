@@ -219,7 +219,9 @@ def test_most_asked_counts_the_same_words_in_any_case_and_only_answered_ones(dat
         with database.writer() as session:
             question = store.record_question(session, platform="slack", user_id=user, text=text_)
             assert question.id is not None
-            store.record_answer(session, question_id=question.id, text="…", adapter="base", confidence=confidence)
+            store.record_answer(
+                session, question_id=question.id, text="…", adapter="base", confidence=confidence
+            )
 
     for text_ in ("How many days of leave?", "how many days of leave? ", "HOW MANY DAYS OF LEAVE?"):
         asked(text_)

@@ -181,7 +181,7 @@ def test_scheduler_processes_share_the_queue_and_train_one_at_a_time(
     assert [r.status for r in _runs(database)] == ["promoted"] * 3
     with database.reader() as s:
         jobs = set(s.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-    assert jobs == {"retrain-cron", "retrain-poll", "prune-events"}
+    assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
 
 
 def test_prune_events_forgets_only_old_deliveries(database: Database) -> None:
@@ -207,7 +207,7 @@ def test_scheduler_jobs_are_stored_in_sql_and_replaced_on_restart(database: Data
         scheduler.shutdown()
     with database.reader() as s:
         ids = set(s.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-    assert ids == {"retrain-cron", "retrain-poll", "prune-events"}
+    assert ids == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
     scheduler = build_scheduler(jobs, cron="30 4 * * 1-5", blocking=False)
     scheduler.start(paused=True)
     trigger = scheduler.get_job("retrain-cron").trigger
@@ -249,3 +249,19 @@ def test_a_run_interrupted_by_a_stop_is_recorded_failed(database: Database) -> N
     worker.join()
     [run] = _runs(database)
     assert (run.status, run.error) == ("failed", "The scheduler was stopped during the run.")
+
+
+def test_the_hourly_review_sampling_runs_and_survives_a_failure(database: Database, caplog) -> None:
+    calls: list[str] = []
+
+    def sample() -> list[int]:
+        calls.append("sampled")
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return [7]
+
+    jobs = Jobs(database, FakeRetrain(database), sample=sample)
+    assert jobs.sample_for_review() == []  # logged, and tried again next hour
+    assert "sampling answers for review failed" in caplog.text
+    assert jobs.sample_for_review() == [7]
+    assert Jobs(database, FakeRetrain(database)).sample_for_review() == []  # REVIEW_DAILY_BUDGET=0
