@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -19,9 +20,11 @@ from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
 from chatbot.settings import Settings, SettingsError
 from chatbot.wiring import open_database
 from feedback import migrate
+from feedback.db import Database
 from feedback.models import RetrainRun
 from model_server.client import ModelClient
 from model_server.health import ThreadedHealthCache
+from retrain.drafts import Teacher, draft_pending
 from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
 
 log = logging.getLogger("chatbot.scheduler")
@@ -43,6 +46,24 @@ def admin_channel(settings: Settings) -> Notify | None:
 
 def _log_result(run: RetrainRun, _: object) -> None:
     log.info("retrain run #%s %s %s", run.id, run.status, run.error or run.decision or "")
+
+
+def review_work(settings: Settings, database: Database) -> Callable[[], list[int]] | None:
+    """The hourly review job: queue answers for review, then have the teacher draft them."""
+    sampler = Sampler(database, daily_budget=settings.review_daily_budget)
+    teacher = None
+    if settings.teacher_url and settings.teacher_model:
+        teacher = Teacher(ModelClient(settings.teacher_url, timeout=120, retries=0), settings.teacher_model)
+    if not settings.review_daily_budget and teacher is None:
+        return None
+
+    def work() -> list[int]:
+        queued = sampler.run() if settings.review_daily_budget else []
+        if teacher is not None and settings.review_drafts_per_run:
+            draft_pending(database, teacher, max_cases=settings.review_drafts_per_run)
+        return queued
+
+    return work
 
 
 @click.command("scheduler")
@@ -75,9 +96,7 @@ def scheduler(poll_seconds: float) -> None:
         Retrainer(settings, database),
         notify=metrics.counting(admin_channel(settings) or _log_result),
         min_examples=settings.retrain_min_examples,
-        sample=Sampler(database, daily_budget=settings.review_daily_budget).run
-        if settings.review_daily_budget
-        else None,
+        sample=review_work(settings, database),
     )
     runner = build_scheduler(jobs, cron=settings.retrain_cron, poll_seconds=poll_seconds)
 

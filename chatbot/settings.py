@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     )
     review_channel: str = Field("", description="Slack channel id where corrections are posted for review.")
     approvals_required: int = Field(1, ge=1, description="Reviewer approvals a correction needs.")
+    teacher_url: str = Field(
+        "",
+        description="An OpenAI-compatible endpoint whose model drafts answers for the review queue's "
+        "sampled cases (in the scheduler, never while answering); empty: no drafts.",
+    )
+    teacher_model: str = Field("", description="The model name to ask at TEACHER_URL.")
+    review_drafts_per_run: int = Field(
+        10, ge=0, description="Drafts the teacher writes per hourly run, at most."
+    )
     review_daily_budget: int = Field(
         10,
         ge=0,

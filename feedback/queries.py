@@ -448,3 +448,23 @@ def sampled_since(session: Session, since: datetime) -> int:
         .where(col(Correction.origin) == "sampled", col(Correction.created_at) >= since)
     )
     return int(session.exec(stmt).one())
+
+
+def undrafted_cases(
+    session: Session, *, max_attempts: int, limit: int
+) -> list[tuple[int, list[dict[str, str]], str]]:
+    """Pending sampled cases without a draft and with attempts left, the least certain first: each
+    case's id, the prompt its answer was served, and that answer's text."""
+    stmt = (
+        select(Correction.id, Answer.prompt, Answer.text)
+        .join(Answer, col(Answer.id) == Correction.answer_id)
+        .where(
+            col(Correction.origin) == "sampled",
+            col(Correction.status) == "pending",
+            col(Correction.draft).is_(None),
+            col(Correction.draft_attempts) < max_attempts,
+        )
+        .order_by(col(Correction.uncertainty).desc(), col(Correction.id))
+        .limit(limit)
+    )
+    return [(int(i or 0), list(p or []), str(t)) for i, p, t in session.exec(stmt)]

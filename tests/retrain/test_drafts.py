@@ -1,0 +1,92 @@
+"""Teacher drafts for sampled review cases: asked with the prompt the bot was served, stored beside
+the case, marked when the teacher disagrees, bounded per run, and a teacher that fails costs only an
+attempt (a fake OpenAI-compatible server behind httpx.MockTransport; the store on both databases)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlmodel import select
+
+from bot.review.sampler import Sampler
+from feedback import store
+from feedback.db import Database
+from feedback.models import Correction
+from model_server.client import ModelClient
+from retrain.drafts import DRAFT_LIMIT, MAX_ATTEMPTS, Teacher, cut, draft_pending
+from tests.support.fakes import FakeModel
+
+PROMPT = [
+    {"role": "system", "content": "Documents: leave is 26 days."},
+    {"role": "user", "content": "Leave?"},
+]
+
+
+def sampled(db: Database, answer: str, *, n: int = 1) -> list[int]:
+    for i in range(n):
+        with db.writer() as session:
+            question = store.record_question(session, platform="slack", user_id="U1", text=f"Leave {i}?")
+            store.record_answer(
+                session,
+                question_id=question.id or 0,
+                text=answer,
+                adapter="base",
+                confidence=0.3,
+                prompt=PROMPT,
+            )
+    return Sampler(db, daily_budget=n).run()
+
+
+def teacher(model: FakeModel) -> Teacher:
+    return Teacher(
+        ModelClient("http://teacher", retries=0, transport=httpx.MockTransport(model)), "big-model"
+    )
+
+
+def cases(db: Database) -> list[Correction]:
+    with db.reader() as session:
+        return list(session.exec(select(Correction).order_by(Correction.id)))
+
+
+def test_the_teacher_drafts_from_the_served_prompt_and_its_disagreement_is_marked(database: Database) -> None:
+    [case_id] = sampled(database, "Ask your manager about it.")
+    model = FakeModel("You get 26 days of paid leave a year.")
+    assert draft_pending(database, teacher(model)) == [case_id]
+    [case] = cases(database)
+    assert (case.draft, case.draft_model) == ("You get 26 days of paid leave a year.", "big-model")
+    assert "teacher_disagrees" in case.reasons and case.drafted_at is not None
+    assert model.requests[0]["messages"] == PROMPT and model.requests[0]["model"] == "big-model"
+    assert draft_pending(database, teacher(model)) == []  # drafted once
+
+
+def test_a_teacher_that_agrees_is_not_marked(database: Database) -> None:
+    sampled(database, "You get 26 days of paid leave a year.")
+    draft_pending(database, teacher(FakeModel("You get 26 days of paid leave a year.")))
+    assert "teacher_disagrees" not in cases(database)[0].reasons
+
+
+def test_a_teacher_that_is_down_costs_an_attempt_and_is_tried_again_until_the_limit(
+    database: Database,
+) -> None:
+    sampled(database, "You get 20 days.")
+    model = FakeModel()
+    model.down = True
+    for _ in range(MAX_ATTEMPTS + 1):
+        assert draft_pending(database, teacher(model)) == []
+    [case] = cases(database)
+    assert case.draft is None and case.draft_attempts == MAX_ATTEMPTS and case.status == "pending"
+    assert len(model.requests) == MAX_ATTEMPTS  # then left to reviewers without a draft
+
+
+def test_each_run_is_bounded_in_count_and_time(database: Database) -> None:
+    sampled(database, "You get 20 days.", n=4)
+    model = FakeModel("You get 26 days.")
+    assert len(draft_pending(database, teacher(model), max_cases=2)) == 2
+    ticks = iter([0.0, 0.0, 100.0, 100.0])
+    assert len(draft_pending(database, teacher(model), seconds=50, clock=lambda: next(ticks))) == 1
+    assert sum(c.draft is not None for c in cases(database)) == 3
+
+
+def test_a_long_draft_is_cut_at_a_word() -> None:
+    long = "word " * 1000
+    assert len(cut(long)) <= DRAFT_LIMIT and cut(long).endswith("word…")
+    assert cut("  short  ") == "short"
