@@ -31,6 +31,7 @@ from typing import Any
 from sqlmodel import Session
 
 from feedback import queries
+from feedback.models import Answer, Correction
 from retrain.pii import Scrubber
 
 Message = dict[str, str]
@@ -58,6 +59,9 @@ class Example:
     rejected: str | None = None
     label: bool = True  # desirable (KTO)
     split: str = "train"
+    # Where a correction's answer came from: a person's correction, or a sampled answer reviewers
+    # confirmed as it was, took the teacher's draft for, or edited. Empty for other kinds.
+    provenance: str = ""
 
 
 @dataclass
@@ -123,13 +127,16 @@ def build_dataset(
             dataset.dropped["no_prompt"] += 1
             continue
         example_id = f"correction:{correction.id}"
+        origin = provenance(correction, answer)
         candidates.append(
             Example(
                 id=example_id,
                 kind="correction",
                 prompt=answer.prompt,
                 completion=correction.text,
-                rejected=answer.text,
+                # a confirmed answer replaced nothing: a positive example, not a preference pair
+                rejected=None if origin == "reviewer_confirmed" else answer.text,
+                provenance=origin,
                 # Always trained on: the gate checks every correction separately, and a
                 # correction held out for validation would never be learnt.
                 split="train",
@@ -203,6 +210,17 @@ def build_dataset(
     return dataset
 
 
+def provenance(correction: Correction, answer: Answer) -> str:
+    """user_correction, reviewer_confirmed, teacher_draft or reviewer_edit."""
+    if correction.origin != "sampled":
+        return "user_correction"
+    if _norm(correction.text) == _norm(answer.text):
+        return "reviewer_confirmed"
+    if correction.draft and _norm(correction.text) == _norm(correction.draft):
+        return "teacher_draft"
+    return "reviewer_edit"
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -216,4 +234,5 @@ def _scrubbed(example: Example, scrubber: Scrubber) -> Example:
         rejected=scrubber.scrub(example.rejected) if example.rejected is not None else None,
         label=example.label,
         split=example.split,
+        provenance=example.provenance,
     )

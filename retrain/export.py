@@ -109,6 +109,8 @@ def export(examples: Iterable[Example], fmt: str, path: Path) -> ExportReport:
             except InvalidLine as exc:
                 report.dropped[str(exc)] += 1
                 continue
+            if example.provenance:  # a key each format's readers ignore; kept for audits
+                line["metadata"] = {"provenance": example.provenance}
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             report.written += 1
     return report

@@ -210,3 +210,33 @@ def test_invalid_lines_are_counted_not_written(tmp_path: Path) -> None:
     assert export(bad, "dpo", tmp_path / "y.jsonl").dropped["chosen equals rejected"] == 1
     with pytest.raises(ValueError, match="Unknown format"):
         export(bad, "csv", tmp_path / "z.jsonl")
+
+
+def test_reviewed_sampled_answers_join_with_their_provenance(database: Database, tmp_path: Path) -> None:
+    confirmed = _answer(database, "How many leave days?", "You get 27 days a year.")
+    drafted = _answer(database, "Who runs payroll?", "Ask HR.")
+    corrected = _answer(database, "Where is the VPN guide?", "I do not know.")
+    with database.writer() as s:
+        c = store.submit_correction(s, answer_id=corrected, author="U2", text="In the IT wiki, under VPN.")
+        store.review_correction(s, correction_id=c.id or 0, reviewer="R1", decision="approve")
+        a = store.queue_answer(s, answer_id=confirmed, reasons=["low_confidence"], uncertainty=1.0)
+        b = store.queue_answer(s, answer_id=drafted, reasons=["low_confidence"], uncertainty=1.0)
+        assert a is not None and b is not None
+        store.attach_draft(s, correction_id=b.id or 0, draft="Finance Ops runs payroll.", model="teacher")
+        store.review_correction(s, correction_id=a.id or 0, reviewer="R1", decision="approve", choice="bot")
+        store.review_correction(s, correction_id=b.id or 0, reviewer="R1", decision="approve", choice="draft")
+    examples = {e.provenance: e for e in _build(database).examples if e.kind == "correction"}
+
+    assert set(examples) == {"user_correction", "reviewer_confirmed", "teacher_draft"}
+    assert examples["reviewer_confirmed"].completion == "You get 27 days a year."
+    assert examples["reviewer_confirmed"].rejected is None  # confirmed, nothing it replaced
+    assert (examples["teacher_draft"].completion, examples["teacher_draft"].rejected) == (
+        "Finance Ops runs payroll.",
+        "Ask HR.",
+    )
+    out = tmp_path / "kto.jsonl"
+    export(examples.values(), "kto", out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["metadata"]["provenance"] for line in lines) == sorted(examples)
+    dpo = tmp_path / "dpo.jsonl"
+    assert export(examples.values(), "dpo", dpo).written == 2  # a confirmed answer is no preference pair
