@@ -29,7 +29,7 @@ from feedback import migrate
 from feedback.errors import FeedbackError
 from feedback.queries import ReviewCase
 
-CHOICES = {"a": "approve", "e": "edit", "r": "reject", "s": "skip", "q": "quit"}
+CHOICES = {"a": "approve", "d": "draft", "e": "edit", "r": "reject", "s": "skip", "q": "quit"}
 
 
 def describe(case: ReviewCase, approvals_required: int) -> str:
@@ -46,12 +46,21 @@ def describe(case: ReviewCase, approvals_required: int) -> str:
         f"  Question ({question.user_id}, {question.platform}): {question.text}",
         f"  Answer: {answer.text}",
     ]
+    lines.insert(1, f"  Queued because: {', '.join(case.why)}")
     if answer.sources:
         sources = "; ".join(
             f"{s.get('title') or s.get('source')} ({s.get('source')})" for s in answer.sources
         )
-        lines.append(f"  Sources: {sources}")
-    lines.append(f"  Correction by {correction.author}: {correction.text}")
+        lines.append(f"  Retrieved: {sources}")
+    if correction.origin == "sampled":
+        if correction.draft:
+            lines.append(f"  Draft by {correction.draft_model}: {correction.draft}")
+        lines.append("  Approve keeps the bot's answer; [d]raft keeps the draft; edit keeps your text.")
+        if case.disagreement:
+            said = "; ".join(f"{', '.join(who)}: {what}" for what, who in case.kept.items())
+            lines.append(f"  ! Reviewers disagree ({said}): another review decides.")
+    else:
+        lines.append(f"  Correction by {correction.author}: {correction.text}")
     approvals = ", ".join(case.approvals) or "none yet"
     lines.append(f"  Approvals: {len(case.approvals)} of {approvals_required} ({approvals})")
     rejection = next((r for r in case.reviews if r.decision == "reject"), None)
@@ -163,15 +172,19 @@ def _edited(desk: ReviewDesk, correction_id: int, text: str | None) -> str:
 @click.option("--list", "list_only", is_flag=True, help="Print the pending corrections and exit.")
 @click.option("--approve", "approve_id", type=int, metavar="ID", help="Approve correction ID.")
 @click.option("--edit", "edit_id", type=int, metavar="ID", help="Approve correction ID with --text.")
+@click.option("--draft", "draft_id", type=int, metavar="ID", help="Approve sampled case ID's teacher draft.")
 @click.option("--reject", "reject_id", type=int, metavar="ID", help="Reject correction ID (needs --reason).")
 @click.option("--text", help="The edited correction, with --edit (without it an editor opens).")
 @click.option("--reason", help="Why it is rejected, with --reject; its author is told.")
 @click.option("--as", "user", metavar="USER", help="Your reviewer id, as REVIEWERS lists it.")
 @click.option("--reindex", is_flag=True, help="Index every approved correction again.")
+@click.option("--agreement", is_flag=True, help="Print how often each reviewer agreed with the decision.")
 def review(
     list_only: bool,
     approve_id: int | None,
     edit_id: int | None,
+    draft_id: int | None,
+    agreement: bool,
     reject_id: int | None,
     text: str | None,
     reason: str | None,
@@ -180,9 +193,9 @@ def review(
 ) -> None:
     """Review proposed corrections: the queue, most urgent first (least confident answers and the
     most thumbs down), and approve, edit or reject them."""
-    picked = [x for x in (approve_id, edit_id, reject_id) if x is not None]
+    picked = [x for x in (approve_id, edit_id, draft_id, reject_id) if x is not None]
     if len(picked) > 1:
-        raise click.UsageError("Pick one of --approve, --edit and --reject.")
+        raise click.UsageError("Pick one of --approve, --edit, --draft and --reject.")
     if text is not None and edit_id is None:
         raise click.UsageError("--text goes with --edit.")
     if reason is not None and reject_id is None:
@@ -199,16 +212,33 @@ def review(
     if list_only:
         _print_queue(desk, required)
         return
+    if agreement:
+        _print_agreement(desk)
+        return
     reviewer = _reviewer(desk, user)
     notify = notifier(settings)
     if approve_id is not None:
         _decide(desk, notify, approve_id, reviewer, "approve")
     elif edit_id is not None:
         _decide(desk, notify, edit_id, reviewer, "approve", edited_text=_edited(desk, edit_id, text))
+    elif draft_id is not None:
+        _decide(desk, notify, draft_id, reviewer, "approve", choice="draft")
     elif reject_id is not None:
         _decide(desk, notify, reject_id, reviewer, "reject", reason=(reason or "").strip())
     else:
         _interactive(desk, notify, reviewer, required)
+
+
+def _print_agreement(desk: ReviewDesk) -> None:
+    agreement = desk.agreement()
+    if agreement.overall is None:
+        click.echo("No sampled case has been decided yet.")
+        return
+    for reviewer, (agreed, reviewed) in sorted(agreement.by_reviewer.items()):
+        click.echo(
+            f"{reviewer}: agreed with the decision in {agreed} of {reviewed} ({agreed / reviewed:.0%})"
+        )
+    click.echo(f"Overall: {agreement.overall:.0%}")
 
 
 def _print_queue(desk: ReviewDesk, required: int) -> None:
@@ -231,14 +261,19 @@ def _interactive(desk: ReviewDesk, notify: Notify, reviewer: str, required: int)
         if reviewer in case.approvals:
             click.echo("  You approved this one already; it waits for other reviewers.\n")
             continue
+        offered = [c for c in CHOICES if c != "d" or case.correction.draft]
         choice = click.prompt(
-            "  [a]pprove, [e]dit, [r]eject, [s]kip, [q]uit", type=click.Choice(list(CHOICES)), default="s"
+            "  " + ", ".join(f"[{c}]{CHOICES[c][1:]}" for c in offered),
+            type=click.Choice(offered),
+            default="s",
         )
         try:
             if CHOICES[choice] == "quit":
                 return
             if CHOICES[choice] == "approve":
                 _decide(desk, notify, correction_id, reviewer, "approve")
+            elif CHOICES[choice] == "draft":
+                _decide(desk, notify, correction_id, reviewer, "approve", choice="draft")
             elif CHOICES[choice] == "edit":
                 edited = click.prompt("  Corrected answer", default=case.correction.text)
                 _decide(desk, notify, correction_id, reviewer, "approve", edited_text=edited)

@@ -232,6 +232,46 @@ class ReviewCase:
     def approvals(self) -> list[str]:
         return [r.reviewer for r in self.reviews if r.decision == "approve"]
 
+    @property
+    def why(self) -> list[str]:
+        """Why it is in the queue, in words for reviewers."""
+        if self.correction.origin != "sampled":
+            reasons = ["a person suggested a correction"]
+        else:
+            reasons = [QUEUED_BECAUSE.get(r, r) for r in self.correction.reasons] or ["sampled for review"]
+        if self.downvotes and "downvoted" not in self.correction.reasons:
+            reasons.append(f"{self.downvotes} 👎")
+        return reasons
+
+    @property
+    def kept(self) -> dict[str, list[str]]:
+        """A sampled case's approvals by what each keeps ("the bot's answer", "the draft", "an edit"):
+        more than one entry means the reviewers disagree."""
+        kept: dict[str, list[str]] = {}
+        for review in self.reviews:
+            if review.decision == "approve" and review.choice is not None:
+                what = {"bot": "the bot's answer", "draft": "the draft"}.get(review.choice, "an edit")
+                kept.setdefault(what, []).append(review.reviewer)
+        return kept
+
+    @property
+    def disagreement(self) -> bool:
+        """Reviewers of this round approved different things (the answer, the draft, other edits)."""
+        keys = {
+            (r.choice, (r.edited_text or "").strip() if r.choice == "edit" else "")
+            for r in self.reviews
+            if r.decision == "approve" and r.choice is not None
+        }
+        return len(keys) > 1
+
+
+QUEUED_BECAUSE = {
+    "low_confidence": "low confidence",
+    "low_relevance": "the passages may not hold the answer",
+    "downvoted": "👎",
+    "teacher_disagrees": "the teacher's draft disagrees",
+}
+
 
 def review_queue(session: Session) -> list[ReviewCase]:
     """Pending corrections, those most in need of a human first: lowest-confidence answers and
@@ -468,3 +508,51 @@ def undrafted_cases(
         .limit(limit)
     )
     return [(int(i or 0), list(p or []), str(t)) for i, p, t in session.exec(stmt)]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often each reviewer's approval or rejection matched the decision the case got."""
+
+    by_reviewer: dict[str, tuple[int, int]]  # reviewer -> (agreed, reviewed)
+
+    @property
+    def overall(self) -> float | None:
+        agreed = sum(a for a, _ in self.by_reviewer.values())
+        reviewed = sum(n for _, n in self.by_reviewer.values())
+        return agreed / reviewed if reviewed else None
+
+
+def reviewer_agreement(session: Session) -> Agreement:
+    """Over decided sampled cases (their last round): a review agrees when it rejected a rejected
+    case, or approved the same thing (the answer, the draft, the same edit) as the approval that
+    decided an approved one."""
+    stmt = (
+        select(Correction, Review)
+        .join(Review, col(Review.correction_id) == Correction.id)
+        .where(
+            col(Correction.origin) == "sampled",
+            col(Correction.status).in_(("approved", "rejected")),
+            col(Review.review_round) == Correction.review_round,
+        )
+        .order_by(col(Review.id))
+    )
+    cases: dict[int, tuple[Correction, list[Review]]] = {}
+    for correction, review in session.exec(stmt):
+        cases.setdefault(correction.id or 0, (correction, []))[1].append(review)
+    by_reviewer: dict[str, tuple[int, int]] = {}
+    for correction, reviews in cases.values():
+        approvals = [r for r in reviews if r.decision == "approve"]
+        decided = _key(approvals[-1]) if correction.status == "approved" and approvals else None
+        for review in reviews:
+            agreed = review.decision == "reject" if decided is None else _key(review) == decided
+            done, seen = by_reviewer.get(review.reviewer, (0, 0))
+            by_reviewer[review.reviewer] = (done + int(agreed), seen + 1)
+    return Agreement(by_reviewer)
+
+
+def _key(review: Review) -> tuple[str, str] | None:
+    if review.decision != "approve":
+        return None
+    choice = review.choice or "edit"
+    return choice, (review.edited_text or "").strip() if choice == "edit" else ""

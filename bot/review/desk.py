@@ -113,6 +113,11 @@ class ReviewDesk:
         with self.database.reader() as session:
             return queries.review_queue(session)
 
+    def agreement(self) -> queries.Agreement:
+        """How often each reviewer agreed with the decisions on sampled cases."""
+        with self.database.reader() as session:
+            return queries.reviewer_agreement(session)
+
     def case(self, correction_id: int) -> ReviewCase | None:
         with self.database.reader() as session:
             return queries.review_case(session, correction_id)
@@ -146,8 +151,10 @@ class ReviewDesk:
         decision: str,
         reason: str | None = None,
         edited_text: str | None = None,
+        choice: str | None = None,
     ) -> Outcome:
-        """One reviewer's approve or reject (an edit approves the edited text). Refused with
+        """One reviewer's approve or reject (an edit approves the edited text; on a sampled case
+        `choice` says what the approval keeps: "bot", "draft" or "edit"). Refused with
         `NotAReviewer` for anyone else, and with the store's errors for a closed correction or a
         second vote; nothing is written then."""
         if not self.is_reviewer(reviewer):
@@ -161,6 +168,7 @@ class ReviewDesk:
                 reason=reason,
                 edited_text=edited_text,
                 approvals_required=self.policy.approvals_required,
+                choice=choice,
             )
         case = self.case(correction_id)
         assert case is not None

@@ -186,3 +186,67 @@ def test_changed_page_sends_the_correction_back_on_ingest(env: Path, tmp_path: P
     assert "Back for review: The source changed since it was reviewed: “Leave > Allowance”" in listed.output
     kb.refresh()
     assert not [p for p in kb.search("leave allowance days") if p.title.startswith("Reviewed correction")]
+
+
+def sampled_with_draft(draft: str | None = "Leave is 26 days a year.") -> int:
+    db = open_store()
+    with db.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="How much leave?", channel="C1")
+        a = store.record_answer(
+            s,
+            question_id=q.id or 0,
+            text="Leave is 20 days.",
+            adapter="base",
+            confidence=0.2,
+            sources=[{"id": "p1", "title": "Annual leave", "source": "hr/leave.md", "url": None}],
+        )
+        case = store.queue_answer(s, answer_id=a.id or 0, reasons=["low_confidence"], uncertainty=1.3)
+        assert case is not None and case.id is not None
+        if draft:
+            store.attach_draft(s, correction_id=case.id, draft=draft, model="teacher", disagrees=True)
+    db.dispose()
+    return case.id
+
+
+def test_a_sampled_case_shows_why_what_was_retrieved_and_the_draft(env: Path) -> None:
+    case_id = sampled_with_draft()
+    listed = run("--list")
+    assert listed.exit_code == 0, listed.output
+    assert f"#{case_id}" in listed.output
+    assert "Queued because: low confidence, the teacher's draft disagrees" in listed.output
+    assert "Retrieved: Annual leave (hr/leave.md)" in listed.output
+    assert "Draft by teacher: Leave is 26 days a year." in listed.output
+
+
+def test_two_reviewers_take_the_draft_and_their_agreement_is_reported(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPROVALS_REQUIRED", "2")
+    case_id = sampled_with_draft()
+    first = run("--draft", str(case_id), "--as", "R1")
+    assert first.exit_code == 0 and "has 1 so far" in first.output
+    second = run("--draft", str(case_id), "--as", "R2")
+    assert second.exit_code == 0 and f"Correction #{case_id} approved." in second.output
+    db = open_store()
+    with db.reader() as s:
+        case = queries.review_case(s, case_id)
+        assert case is not None and case.correction.text == "Leave is 26 days a year."
+    db.dispose()
+    agreement = run("--agreement")
+    assert "R1: agreed with the decision in 1 of 1 (100%)" in agreement.output
+    assert "Overall: 100%" in agreement.output
+
+
+def test_reviewers_who_disagree_are_shown_it(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPROVALS_REQUIRED", "2")
+    case_id = sampled_with_draft()
+    run("--approve", str(case_id), "--as", "R1")  # keeps the bot's answer
+    run("--draft", str(case_id), "--as", "R2")
+    listed = run("--list")
+    assert "Reviewers disagree (R1: the bot's answer; R2: the draft)" in listed.output
+
+
+def test_the_draft_of_a_case_without_one_is_refused(env: Path) -> None:
+    case_id = sampled_with_draft(draft=None)
+    refused = run("--draft", str(case_id), "--as", "R1")
+    assert refused.exit_code != 0 and "no draft" in refused.output

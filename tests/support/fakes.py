@@ -30,6 +30,7 @@ class FakePassage:
     source: str
     url: str | None = None
     score: float = 1.0
+    similarity: float = 0.7  # the question's cosine to it: well above retrieval's floors
 
 
 PASSAGES = [
