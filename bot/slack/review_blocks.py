@@ -20,7 +20,8 @@ from feedback.queries import ReviewCase
 APPROVE_ACTION = "review_approve"
 EDIT_ACTION = "review_edit"
 REJECT_ACTION = "review_reject"
-ACTIONS = (APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION)
+DRAFT_ACTION = "review_draft"  # a sampled case: keep the teacher's draft
+ACTIONS = (APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, DRAFT_ACTION)
 EDIT_VIEW = "review_edit"
 REJECT_VIEW = "review_reject"
 VIEW_BLOCK = "review"
@@ -119,25 +120,42 @@ def review_card(case: ReviewCase, *, approvals_required: int) -> Reply:
     correction, answer, question = case.correction, case.answer, case.question
     number = correction.id or 0
     confidence = "unknown" if answer.confidence is None else f"{answer.confidence:.2f}"
+    sampled = correction.origin == "sampled"
+    title = f"Answer #{number} to check" if sampled else f"Correction #{number} to review"
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"Correction #{number} to review"}},
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
+        _context(f"*Queued because:* {escape(', '.join(case.why))}"),
         _section(f"*Question* from <@{question.user_id}>\n{_cut(question.text)}"),
         _section(f"*My answer* (confidence {confidence}, :-1: {case.downvotes})\n{_cut(answer.text)}"),
     ]
     if answer.sources:
         lines = [_source_line(i, s) for i, s in enumerate(answer.sources[:MAX_SOURCES], start=1)]
-        blocks.append(_context("*Sources*", *lines))
-    blocks.append(_section(f"*Proposed correction* by <@{correction.author}>\n{_cut(correction.text)}"))
+        blocks.append(_context("*Retrieved*", *lines))
+    if not sampled:
+        blocks.append(_section(f"*Proposed correction* by <@{correction.author}>\n{_cut(correction.text)}"))
+    elif correction.draft:
+        blocks.append(
+            _section(
+                f"*Draft* by {escape(correction.draft_model or 'the teacher')}\n{_cut(correction.draft)}"
+            )
+        )
+    if sampled and case.disagreement:
+        said = "; ".join(f"{', '.join(_reviewer(r) for r in who)}: {what}" for what, who in case.kept.items())
+        blocks.append(_context(f":warning: *Reviewers disagree* ({said}): another review decides."))
     if correction.stale_reason and correction.status == "pending":
         blocks.append(_context(f":warning: *Back for review.* {_cut(correction.stale_reason, 500)}"))
     blocks.append(_context(_status_line(case, approvals_required)))
     if correction.status == "pending":
-        blocks.append({"type": "actions", "block_id": f"review_{number}", "elements": _buttons(number)})
+        buttons = _buttons(number, sampled=sampled, draft=bool(correction.draft))
+        blocks.append({"type": "actions", "block_id": f"review_{number}", "elements": buttons})
     text = f"Correction #{number} to review: {_cut(question.text, 200)}"
     return Reply(text=text, blocks=blocks)
 
 
-def _buttons(correction_id: int) -> list[Block]:
+def _buttons(correction_id: int, *, sampled: bool = False, draft: bool = False) -> list[Block]:
+    """Approve, Edit, Reject; on a sampled case Approve keeps the bot's answer, and a draft adds
+    a button that keeps the draft."""
+
     def button(action: str, label: str, style: str | None = None) -> Block:
         element: Block = {
             "type": "button",
@@ -149,11 +167,10 @@ def _buttons(correction_id: int) -> list[Block]:
             element["style"] = style
         return element
 
-    return [
-        button(APPROVE_ACTION, "Approve", "primary"),
-        button(EDIT_ACTION, "Edit"),
-        button(REJECT_ACTION, "Reject", "danger"),
-    ]
+    buttons = [button(APPROVE_ACTION, "The answer is right" if sampled else "Approve", "primary")]
+    if sampled and draft:
+        buttons.append(button(DRAFT_ACTION, "The draft is right"))
+    return [*buttons, button(EDIT_ACTION, "Edit"), button(REJECT_ACTION, "Reject", "danger")]
 
 
 def _modal(

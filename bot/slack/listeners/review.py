@@ -40,6 +40,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             async with deps.inflight.track():
                 await decide(deps, client, click, decision="approve")
 
+    @app.action(review_blocks.DRAFT_ACTION)
+    async def on_draft(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
+        await ack()
+        click = review_blocks.to_click(body)
+        if click is not None:
+            async with deps.inflight.track():
+                await decide(deps, client, click, decision="approve", choice="draft")
+
     @app.action(review_blocks.EDIT_ACTION)
     @app.action(review_blocks.REJECT_ACTION)
     async def on_edit_or_reject(ack: AsyncAck, body: Payload, client: AsyncWebClient) -> None:
@@ -94,11 +102,14 @@ async def _desk_for(deps: Deps, client: AsyncWebClient, user: str, channel: str)
     return deps.review
 
 
-async def decide(deps: Deps, client: AsyncWebClient, click: ReviewClick, *, decision: str) -> None:
+async def decide(
+    deps: Deps, client: AsyncWebClient, click: ReviewClick, *, decision: str, choice: str | None = None
+) -> None:
     desk = await _desk_for(deps, client, click.user_id, click.channel)
     if desk is not None:
+        extra = {"choice": choice} if choice else {}
         await _record(
-            deps, desk, client, click.correction_id, click.user_id, click.channel, decision=decision
+            deps, desk, client, click.correction_id, click.user_id, click.channel, decision=decision, **extra
         )
 
 

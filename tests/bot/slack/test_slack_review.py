@@ -23,7 +23,7 @@ from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.slack import Deps
 from bot.slack.app import web_client
 from bot.slack.listeners.review import post_missing_cards
-from bot.slack.review_blocks import APPROVE_ACTION, EDIT_ACTION, REJECT_ACTION, STALE_MODAL
+from bot.slack.review_blocks import APPROVE_ACTION, DRAFT_ACTION, EDIT_ACTION, REJECT_ACTION, STALE_MODAL
 from chatbot.cli import main
 from feedback import queries, store
 from feedback.db import Database
@@ -356,3 +356,32 @@ def test_slack_unreachable_from_the_terminal_still_records_the_decision(
     assert "Slack was not told (Slack could not be reached)" in result.output
     with database.reader() as s:
         assert queries.review_case(s, c.id or 0).correction.status == "approved"  # type: ignore[union-attr]
+
+
+async def test_a_sampled_answer_is_carded_with_its_reasons_and_draft_and_the_draft_can_be_kept(
+    tmp_path: Path,
+) -> None:
+    async with bot_with(tmp_path, reviewing("R1", "R2", "R3", k=2)) as bot:
+        answer = await ask(bot)
+        answer_id = answer["metadata"]["event_payload"]["answer_id"]
+        with bot.database.writer() as session:
+            case = store.queue_answer(
+                session, answer_id=answer_id, reasons=["low_confidence"], uncertainty=1.2
+            )
+            assert case is not None and case.id is not None
+            store.attach_draft(session, correction_id=case.id, draft=FIX, model="big-model", disagrees=True)
+        client = web_client(bot_token=BOT_TOKEN, api_url=bot.slack.api_url)
+        assert await post_missing_cards(bot.deps, client, older_than=timedelta(0)) == 1
+        text = card_text(card(bot))
+        assert f"Answer #{case.id} to check" in text
+        assert "low confidence, the teacher's draft disagrees" in text and "*Retrieved*" in text
+        assert f"*Draft* by big-model\\n{FIX}" in text
+        assert set(buttons(card(bot))) == {APPROVE_ACTION, DRAFT_ACTION, EDIT_ACTION, REJECT_ACTION}
+
+        await click(bot, "R1", APPROVE_ACTION)  # the bot was right, says R1
+        await click(bot, "R2", DRAFT_ACTION)  # the draft is, says R2
+        assert correction(bot).status == "pending"
+        assert "Reviewers disagree" in card_text(card(bot))
+        await click(bot, "R3", DRAFT_ACTION)  # a third reviewer decides: two kept the draft
+        assert (correction(bot).status, correction(bot).text) == ("approved", FIX)
+        assert DRAFT_ACTION not in buttons(card(bot))
