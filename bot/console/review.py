@@ -35,13 +35,13 @@ NOT_TOLD_AT_ALL = (
     "The decision is recorded, but telling its author and the review card failed; see the bot's log."
 )
 NO_REVIEW = "Reviews are not set up in this bot (it has no knowledge base to add corrections to)."
-DECISIONS = ("approve", "edit", "reject")
+DECISIONS = ("approve", "draft", "edit", "reject")
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/console/review", review_page),
-        web.post(r"/console/review/{id:\d+}/{decision:approve|edit|reject}", decide),
+        web.post(r"/console/review/{id:\d+}/{decision:approve|draft|edit|reject}", decide),
     ]
 
 
@@ -102,6 +102,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
         decision=verdict,
         reason=reason or None,
         edited_text=text if decision == "edit" else None,
+        choice="draft" if decision == "draft" else None,
     )
     try:
         outcome: Outcome = await asyncio.to_thread(decide_it)

@@ -309,3 +309,25 @@ async def test_the_quality_page_without_data_says_so(database: Database, tmp_pat
         page = await c.http.get("/console/quality?days=nonsense")
         assert page.status_code == 200
         assert "No votes yet." in page.text and "<svg" not in page.text
+
+
+async def test_a_sampled_answer_with_a_draft_is_reviewed_in_the_console(
+    database: Database, tmp_path: Path
+) -> None:
+    async with running_console(database, tmp_path) as c:
+        with database.writer() as s:
+            q = store.record_question(s, platform="slack", user_id="U1", text="Leave?")
+            a = store.record_answer(s, question_id=q.id or 0, text="20 days.", adapter="base", confidence=0.2)
+            case = store.queue_answer(s, answer_id=a.id or 0, reasons=["low_confidence"], uncertainty=1.4)
+            assert case is not None and case.id is not None
+            store.attach_draft(s, correction_id=case.id, draft="Full-time staff get 30 days.", model="big")
+        await c.login()
+        page = (await c.http.get("/console/review")).text
+        assert 'data-testid="case-why">Queued because: low confidence<' in page
+        assert 'data-testid="case-draft">Full-time staff get 30 days.<' in page
+        csrf = await c.csrf("/console/review")
+        response = await c.http.post(f"/console/review/{case.id}/draft", data={"csrf": csrf})
+        assert response.status_code == 303
+        decided = c.deps.review.case(case.id)  # type: ignore[union-attr]
+        assert decided is not None and decided.correction.status == "approved"
+        assert decided.correction.text == "Full-time staff get 30 days."
