@@ -22,9 +22,10 @@ from chatbot.wiring import open_database
 from feedback import migrate
 from feedback.db import Database
 from feedback.models import RetrainRun
+from model_server import launch
 from model_server.client import ModelClient
 from model_server.health import ThreadedHealthCache
-from retrain.drafts import Teacher, draft_pending
+from retrain.drafts import Teacher, default_teacher, draft_pending, local_teacher, waiting_for_drafts
 from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
 
 log = logging.getLogger("chatbot.scheduler")
@@ -49,18 +50,28 @@ def _log_result(run: RetrainRun, _: object) -> None:
 
 
 def review_work(settings: Settings, database: Database) -> Callable[[], list[int]] | None:
-    """The hourly review job: queue answers for review, then have the teacher draft them."""
+    """The hourly review job: queue answers for review, then have the teacher draft them: the
+    TEACHER_URL endpoint, or else the largest prepared catalog model where it is larger than the
+    served one, on a model server started for the drafting and stopped after it."""
     sampler = Sampler(database, daily_budget=settings.review_daily_budget)
     teacher = None
     if settings.teacher_url and settings.teacher_model:
         teacher = Teacher(ModelClient(settings.teacher_url, timeout=120, retries=0), settings.teacher_model)
-    if not settings.review_daily_budget and teacher is None:
+    local = None if teacher is not None else default_teacher(settings.data_dir, settings.base_model)
+    if not settings.review_daily_budget and teacher is None and local is None:
         return None
 
     def work() -> list[int]:
         queued = sampler.run() if settings.review_daily_budget else []
-        if teacher is not None and settings.review_drafts_per_run:
+        if not settings.review_drafts_per_run:
+            return queued
+        if teacher is not None:
             draft_pending(database, teacher, max_cases=settings.review_drafts_per_run)
+        elif local is not None and waiting_for_drafts(database):
+            log_path = settings.data_dir / "logs" / "teacher.log"
+            python = launch.find_vllm_python(settings.vllm_python)
+            with local_teacher(local, vllm_python=python, log_path=log_path) as started:
+                draft_pending(database, started, max_cases=settings.review_drafts_per_run)
         return queued
 
     return work

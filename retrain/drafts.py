@@ -7,14 +7,21 @@ says nothing costs the case one attempt; it is tried again next run, up to MAX_A
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from feedback import queries, store
 from feedback.db import Database
+from model_server import catalog, launch
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError
+from model_server.prepare import model_dir_for, prepared_models, resolve_name
 from retrain.metrics import token_f1
 
 log = logging.getLogger(__name__)
@@ -80,3 +87,47 @@ def draft_pending(
             )
         drafted.append(case_id)
     return drafted
+
+
+def default_teacher(data_dir: Path, base_model: str) -> Path | None:
+    """The largest prepared catalog model, where it is larger than the one served; None otherwise
+    (a base model outside the catalog has no size to compare: set TEACHER_URL)."""
+    entries = catalog.load_catalog()
+    served = entries.get(resolve_name(base_model))
+    prepared = [entries[name] for name, ready in prepared_models(data_dir).items() if ready]
+    largest = max(prepared, key=lambda e: e.parameters, default=None)
+    if served is None or largest is None or largest.parameters <= served.parameters:
+        return None
+    return model_dir_for(data_dir, largest.name)
+
+
+@contextlib.contextmanager
+def local_teacher(model_dir: Path, *, vllm_python: Path | None, log_path: Path) -> Iterator[Teacher]:
+    """The teacher on a model server of its own for one drafting run (vLLM where installed, else
+    the embedded engine), stopped afterwards so its memory is back before the next retrain."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = launch.ServerSpec(model_dir=model_dir, url=f"http://127.0.0.1:{port}")
+    if vllm_python is not None:
+        command, env = launch.vllm_command(vllm_python, spec), launch.vllm_environment(kv_cache_gib=1)
+    else:
+        command, env = launch.engine_command(spec), {}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            launch.wait_healthy(spec.url, process, timeout=600)
+            with ModelClient(spec.url, timeout=900, retries=0) as client:
+                yield Teacher(client, spec.served_model_name)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def waiting_for_drafts(database: Database) -> bool:
+    with database.reader() as session:
+        return bool(queries.undrafted_cases(session, max_attempts=MAX_ATTEMPTS, limit=1))

@@ -4,15 +4,29 @@ attempt (a fake OpenAI-compatible server behind httpx.MockTransport; the store o
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
+import pytest
 from sqlmodel import select
 
 from bot.review.sampler import Sampler
 from feedback import store
 from feedback.db import Database
 from feedback.models import Correction
+from model_server import catalog
 from model_server.client import ModelClient
-from retrain.drafts import DRAFT_LIMIT, MAX_ATTEMPTS, Teacher, cut, draft_pending
+from model_server.prepare import model_dir_for
+from retrain.drafts import (
+    DRAFT_LIMIT,
+    MAX_ATTEMPTS,
+    Teacher,
+    cut,
+    default_teacher,
+    draft_pending,
+    local_teacher,
+)
 from tests.support.fakes import FakeModel
 
 PROMPT = [
@@ -90,3 +104,39 @@ def test_a_long_draft_is_cut_at_a_word() -> None:
     long = "word " * 1000
     assert len(cut(long)) <= DRAFT_LIMIT and cut(long).endswith("word…")
     assert cut("  short  ") == "short"
+
+
+def _prepared(data_dir: Path, name: str) -> None:
+    entry = catalog.lookup(name)
+    folder = model_dir_for(data_dir, name)
+    folder.mkdir(parents=True)
+    (folder / "prepared.json").write_text(json.dumps({"source": f"catalog:{entry.name}:{entry.sha256}"}))
+
+
+def test_the_default_teacher_is_the_largest_prepared_model_larger_than_the_served_one(tmp_path: Path) -> None:
+    assert default_teacher(tmp_path, "smollm2-135m-instruct") is None  # nothing larger prepared
+    _prepared(tmp_path, "smollm2-135m-instruct")
+    _prepared(tmp_path, "qwen2.5-coder-0.5b-instruct")
+    assert default_teacher(tmp_path, "smollm2-135m-instruct") == model_dir_for(
+        tmp_path, "qwen2.5-coder-0.5b-instruct"
+    )
+    _prepared(tmp_path, "qwen2.5-coder-1.5b-instruct")
+    assert default_teacher(tmp_path, "smollm2-135m-instruct") == model_dir_for(
+        tmp_path, "qwen2.5-coder-1.5b-instruct"
+    )
+    assert default_teacher(tmp_path, "qwen2.5-coder-1.5b-instruct") is None  # the largest serves: off
+    assert default_teacher(tmp_path, str(tmp_path)) is None  # outside the catalog: set TEACHER_URL
+
+
+@pytest.mark.slow
+def test_a_local_teacher_drafts_on_a_server_of_its_own_and_stops_it(
+    database: Database, base_model_dir: Path, tmp_path: Path
+) -> None:
+    sampled(database, "Ask your manager about it.")
+    log_path = tmp_path / "logs" / "teacher.log"
+    with local_teacher(base_model_dir, vllm_python=None, log_path=log_path) as started:  # the embedded engine
+        url = started.client._client.base_url
+        assert len(draft_pending(database, started)) == 1
+    assert cases(database)[0].draft
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=2)  # stopped with the run

@@ -1,0 +1,163 @@
+"""Is the review sampler worth reviewers' time? The smallest catalog model answers, the largest drafts.
+
+    .venv/bin/python -m bench.review_value [--budget 20] [--seed 7]
+
+The student (`--student`, the smallest catalog model) answers every train and validation question of
+the sample set through the bot's pipeline, recorded in a fresh store (confidence, relevance). The
+sampler (`bot.review.sampler`, a daily budget of `--budget`) queues the least certain; a random sample
+of the same size is drawn (seeded) from the same answers it chose among. For both: the share that are
+really wrong (the sample answer's key fact missing). Then the teacher (`--teacher`, the largest catalog
+model, on its own model server) drafts each queued case from the prompt the student was served: the
+share of the wrong ones whose draft states the key fact. Target: the sampler finds at least twice as
+many wrong answers as random. Saved to bench/results/review_value.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from bench.machine import describe
+from bench.quality import base_pipeline
+from bench.screening import ask_all, open_sample_knowledge, open_store
+from bot.knowledge import load_embedder
+from bot.knowledge.evaluate import load_questions
+from bot.review.sampler import Sampler
+from chatbot.wiring import token_counter
+from feedback.models import Correction
+from model_server import catalog
+from model_server.client import ModelClient
+from model_server.prepare import prepare_base_model
+from retrain.drafts import Teacher, draft_pending
+from retrain.metrics import has_key_fact
+from tests.support.model_servers import running_server, vllm_python
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 2.0
+
+
+def wrong_rate(ids: list[int], wrong: dict[int, bool]) -> float:
+    return round(sum(wrong[i] for i in ids) / len(ids), 4) if ids else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    entries = catalog.load_catalog().values()
+    smallest = min(entries, key=lambda e: e.parameters).name
+    largest = max(entries, key=lambda e: e.parameters).name
+    parser.add_argument("--student", default=smallest)
+    parser.add_argument("--teacher", default=largest)
+    parser.add_argument("--budget", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data-dir", default=str(REPO / "data"))
+    parser.add_argument("--index", default=str(REPO / "data" / "index"))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "review_value.json")
+    args = parser.parse_args()
+
+    student_dir = prepare_base_model(Path(args.data_dir), args.student)
+    teacher_dir = prepare_base_model(Path(args.data_dir), args.teacher)
+    questions = load_questions(splits=["train", "validation"])
+    backend = "vllm" if vllm_python() else "transformers"
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        with (
+            running_server(backend, student_dir, workdir / "student.log") as student_url,
+            running_server(backend, teacher_dir, workdir / "teacher.log") as teacher_url,
+        ):
+            report = measure(args, workdir, questions, student_url, teacher_url, student_dir)
+    report = {
+        "benchmark": "review_value",
+        "machine": describe(),
+        "settings": {
+            "student": args.student,
+            "teacher": args.teacher,
+            "backend": backend,
+            "questions": len(questions),
+            "splits": ["train", "validation"],
+            "budget": args.budget,
+            "seed": args.seed,
+            "target_ratio": TARGET_RATIO,
+        },
+        **report,
+    }
+    shown = {k: v for k, v in report.items() if k not in ("machine", "cases")}
+    print(json.dumps(shown, indent=2))
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"saved {args.out}")
+
+
+def measure(
+    args: argparse.Namespace,
+    workdir: Path,
+    questions: list[dict[str, Any]],
+    student_url: str,
+    teacher_url: str,
+    student_dir: Path,
+) -> dict[str, Any]:
+    database = open_store(workdir)
+    kb = open_sample_knowledge(workdir, args.index, load_embedder())
+    pipeline = base_pipeline(kb, student_url, token_counter(student_dir))
+    pipeline.database = database
+    texts = [q["question"] for q in questions]
+    answers = asyncio.run(ask_all(pipeline, texts, 4, "student answers"))
+    asyncio.run(pipeline.client.aclose())
+    key_facts = {a.answer_id or 0: q["key_fact"] for q, a in zip(questions, answers, strict=True)}
+    wrong = {
+        a.answer_id or 0: not has_key_fact(a.text, q["key_fact"])
+        for q, a in zip(questions, answers, strict=True)
+    }
+    pool = sorted(
+        a.answer_id or 0 for a in answers if a.confidence is not None
+    )  # what the sampler picks from
+
+    queued_cases = Sampler(database, daily_budget=args.budget).run()
+    with database.reader() as session:
+        cases = {c.id: c for c in session.exec(select(Correction).where(Correction.origin == "sampled"))}
+    queued = [cases[i].answer_id for i in queued_cases]
+    sampled_at_random = random.Random(args.seed).sample(pool, len(queued))
+
+    teacher = Teacher(ModelClient(teacher_url, timeout=900, retries=0), "base")
+    draft_pending(database, teacher, max_cases=len(queued), seconds=3600)
+    with database.reader() as session:
+        drafted = {
+            c.answer_id: c for c in session.exec(select(Correction).where(Correction.origin == "sampled"))
+        }
+    wrong_queued = [i for i in queued if wrong[i]]
+    draft_right = [
+        i for i in wrong_queued if drafted[i].draft and has_key_fact(drafted[i].draft or "", key_facts[i])
+    ]
+    sampler_rate, random_rate = wrong_rate(queued, wrong), wrong_rate(sampled_at_random, wrong)
+    return {
+        "student_answers": {"answered": len(answers), "wrong_rate": wrong_rate(sorted(wrong), wrong)},
+        "sampler": {"queued": len(queued), "wrong_rate": sampler_rate},
+        "random": {"sampled": len(sampled_at_random), "wrong_rate": random_rate},
+        "ratio": round(sampler_rate / random_rate, 2) if random_rate else None,
+        "drafts": {
+            "wrong_queued": len(wrong_queued),
+            "drafted": sum(1 for i in wrong_queued if drafted[i].draft),
+            "draft_right": len(draft_right),
+            "draft_right_rate": round(len(draft_right) / len(wrong_queued), 4) if wrong_queued else None,
+        },
+        "retrain_on_drafts": None,  # not measured in this run: see docs/decisions.md
+        "cases": [
+            {
+                "answer_id": i,
+                "wrong": wrong[i],
+                "uncertainty": drafted[i].uncertainty,
+                "reasons": drafted[i].reasons,
+                "draft_right": i in draft_right,
+            }
+            for i in queued
+        ],
+    }
+
+
+if __name__ == "__main__":
+    main()
