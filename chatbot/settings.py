@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     teacher_url: str = Field(
         "",
         description="An OpenAI-compatible endpoint whose model drafts answers for the review queue's "
-        "sampled cases (in the scheduler, never while answering); empty: no drafts.",
+        "sampled cases (in the scheduler, never while answering); empty: the largest prepared catalog "
+        "model when it is larger than the served one, else no drafts.",
     )
     teacher_model: str = Field("", description="The model name to ask at TEACHER_URL.")
     review_drafts_per_run: int = Field(
