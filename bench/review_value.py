@@ -29,6 +29,7 @@ from bench.quality import base_pipeline
 from bench.screening import ask_all, open_sample_knowledge, open_store
 from bot.knowledge import load_embedder
 from bot.knowledge.evaluate import load_questions
+from bot.pipeline import Answer
 from bot.review.sampler import Sampler
 from chatbot.wiring import token_counter
 from feedback.models import Correction
@@ -106,8 +107,14 @@ def measure(
     pipeline = base_pipeline(kb, student_url, token_counter(student_dir))
     pipeline.database = database
     texts = [q["question"] for q in questions]
-    answers = asyncio.run(ask_all(pipeline, texts, 4, "student answers"))
-    asyncio.run(pipeline.client.aclose())
+
+    async def answer_all() -> list[Answer]:
+        try:
+            return await ask_all(pipeline, texts, 4, "student answers")
+        finally:
+            await pipeline.client.aclose()
+
+    answers = asyncio.run(answer_all())
     key_facts = {a.answer_id or 0: q["key_fact"] for q, a in zip(questions, answers, strict=True)}
     wrong = {
         a.answer_id or 0: not has_key_fact(a.text, q["key_fact"])
