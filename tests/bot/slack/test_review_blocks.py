@@ -43,7 +43,10 @@ def test_a_pending_card_is_valid_escaped_and_has_the_buttons() -> None:
     text = str(card.blocks)
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
     assert "confidence 0.31" in text and "Back for review" in text and "0 of 2 approvals" in text
-    sources = next(b for b in card.blocks if b["type"] == "context")
+    contexts = [b for b in card.blocks if b["type"] == "context"]
+    why = contexts[0]["elements"][0]["text"]
+    assert why == "*Queued because:* a person suggested a correction, 3 👎"
+    sources = next(b for b in contexts if b["elements"][0]["text"] == "*Retrieved*")
     assert len(sources["elements"]) == 6  # the heading and the first five sources
     assert "%7Cb" in sources["elements"][1]["text"]  # a | in a URL cannot end the link early
     assert [b["type"] for b in card.blocks][-1] == "actions"
