@@ -257,12 +257,8 @@ class ReviewCase:
     @property
     def disagreement(self) -> bool:
         """Reviewers of this round approved different things (the answer, the draft, other edits)."""
-        keys = {
-            (r.choice, (r.edited_text or "").strip() if r.choice == "edit" else "")
-            for r in self.reviews
-            if r.decision == "approve" and r.choice is not None
-        }
-        return len(keys) > 1
+        draft = self.correction.draft
+        return len({approval_key(r, draft) for r in self.reviews if r.choice is not None} - {None}) > 1
 
 
 QUEUED_BECAUSE = {
@@ -543,16 +539,25 @@ def reviewer_agreement(session: Session) -> Agreement:
     by_reviewer: dict[str, tuple[int, int]] = {}
     for correction, reviews in cases.values():
         approvals = [r for r in reviews if r.decision == "approve"]
-        decided = _key(approvals[-1]) if correction.status == "approved" and approvals else None
+        draft = correction.draft
+        decided = (
+            approval_key(approvals[-1], draft) if correction.status == "approved" and approvals else None
+        )
         for review in reviews:
-            agreed = review.decision == "reject" if decided is None else _key(review) == decided
+            agreed = (
+                review.decision == "reject" if decided is None else approval_key(review, draft) == decided
+            )
             done, seen = by_reviewer.get(review.reviewer, (0, 0))
             by_reviewer[review.reviewer] = (done + int(agreed), seen + 1)
     return Agreement(by_reviewer)
 
 
-def _key(review: Review) -> tuple[str, str] | None:
+def approval_key(review: Review, draft: str | None) -> tuple[str, str] | None:
+    """What an approval keeps, as (choice, the edit's or the draft's text; empty for the bot's
+    answer): reviewers agree when their keys are equal. None for a rejection. An approval without
+    a choice (a person's correction) keeps its edit, or the correction's text as it stands."""
     if review.decision != "approve":
         return None
     choice = review.choice or "edit"
-    return choice, (review.edited_text or "").strip() if choice == "edit" else ""
+    text = {"edit": review.edited_text or "", "draft": draft or ""}.get(choice, "")
+    return choice, text.strip()

@@ -36,7 +36,7 @@ from feedback.models import (
     Vote,
     utcnow,
 )
-from feedback.queries import active_adapter, pending_run, rollback_target
+from feedback.queries import active_adapter, approval_key, pending_run, rollback_target
 
 log = logging.getLogger(__name__)
 SAMPLER = "sampler"  # the author of the cases the sampler queues
@@ -301,12 +301,7 @@ def review_correction(
             session, errors.InvalidTransition(f"Correction #{correction_id} was already {correction.status}.")
         )
     current = correction.review_round
-    already = session.exec(
-        select(Review).where(
-            Review.correction_id == correction_id, Review.reviewer == reviewer, Review.review_round == current
-        )
-    ).first()
-    if already is not None:
+    if _reviewed(session, correction_id, reviewer, current):
         raise _refuse(session, errors.InvalidTransition(f"You already reviewed correction #{correction_id}."))
 
     session.add(
@@ -362,20 +357,20 @@ def _review_sampled(
         )
     if _reviewed(session, correction_id, reviewer, current):
         raise _refuse(session, errors.InvalidTransition(f"You already reviewed correction #{correction_id}."))
-    kept = {"edit": (edited_text or "").strip(), "draft": correction.draft or ""}.get(choice, "")
-    session.add(
-        Review(
-            correction_id=correction_id,
-            reviewer=reviewer,
-            review_round=current,
-            decision="approve",
-            reason=reason,
-            edited_text=kept if choice == "edit" else None,
-            choice=choice,
-        )
+    review = Review(
+        correction_id=correction_id,
+        reviewer=reviewer,
+        review_round=current,
+        decision="approve",
+        reason=reason,
+        edited_text=(edited_text or "").strip() if choice == "edit" else None,
+        choice=choice,
     )
+    session.add(review)
     session.flush()
-    agreeing = sum(1 for key in approval_keys(session, correction_id, current) if key == (choice, kept))
+    key = approval_key(review, correction.draft)
+    agreeing = sum(1 for other in approval_keys(session, correction_id, current) if other == key)
+    kept = key[1] if key is not None else ""
     if agreeing >= approvals_required:
         if choice == "bot":
             answer = ids.get(session, Answer, correction.answer_id)
@@ -389,22 +384,17 @@ def _review_sampled(
 
 
 def approval_keys(session: Session, correction_id: int, review_round: int) -> list[tuple[str, str]]:
-    """What each approval of the round keeps, as (choice, the edit's or draft's text): reviewers
-    agree when their keys are equal."""
-    rows = session.exec(
-        select(Review.choice, Review.edited_text).where(
+    """What each approval of the round keeps (`queries.approval_key`)."""
+    correction = ids.get(session, Correction, correction_id)
+    draft = correction.draft if correction is not None else None
+    reviews = session.exec(
+        select(Review).where(
             Review.correction_id == correction_id,
             Review.review_round == review_round,
             Review.decision == "approve",
         )
     ).all()
-    correction = ids.get(session, Correction, correction_id)
-    draft = correction.draft or "" if correction is not None else ""
-    keys = []
-    for choice, edited in rows:
-        kind = choice or "edit"
-        keys.append((kind, {"edit": (edited or "").strip(), "draft": draft}.get(kind, "")))
-    return keys
+    return [key for review in reviews if (key := approval_key(review, draft)) is not None]
 
 
 def _reviewed(session: Session, correction_id: int, reviewer: str, review_round: int) -> bool:
