@@ -74,6 +74,8 @@ async def application(settings: Settings) -> web.Application:
         answering=deps.answering,
         on_decided=together(slack_told, teams_told),
     )
+    if teams is not None:  # a decision on the Teams card: the Slack card and any author are told
+        teams.deps.on_decided = together(slack_told, teams_told)
     slack, session = None, None
     if bot_token:
         session = aiohttp.ClientSession()  # one keep-alive pool for every Web API call
@@ -135,6 +137,7 @@ def teams_endpoint(settings: Settings, deps: Deps, database: Database) -> TeamsE
         records=Records(database, platform="teams"),
         app_id=app_id,
         admin=deps.admin,  # the same admin commands as Slack's /chatbot; None without ADMIN_USERS
+        review=deps.review,
         inflight=deps.inflight,
         answering=deps.answering,
     )

@@ -9,7 +9,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import ActivityTypes
 
 from bot.errors import BotError
-from bot.teams import cards, corrections, feedback, questions, replies, translate
+from bot.teams import cards, corrections, feedback, questions, replies, review, translate
 from bot.teams.deps import TeamsDeps
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class TeamsBot:
                 await feedback.on_submit_action(context, deps)
             elif activity.name == translate.CARD_INVOKE and translate.is_correction(activity):
                 await corrections.on_execute(context, deps)
+            elif activity.name == translate.CARD_INVOKE and translate.is_review(activity):
+                await review.on_execute(context, deps)
             else:
                 await _unknown_invoke(context)
         except translate.Malformed as exc:  # raised before anything is stored

@@ -17,7 +17,7 @@ from typing import Any
 
 from botbuilder.schema import Activity, ActivityTypes, Attachment
 
-from bot.pipeline import Answer, Source
+from bot.pipeline import Answer
 from bot.teams import entities
 from bot.teams.translate import CORRECTION_INPUT, CORRECTION_VERB
 
@@ -62,16 +62,17 @@ def _link_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
 
-def _source_line(number: int, source: Source) -> str:
-    title = _link_text(source.title or source.source)
-    url = source.url or ""
+def source_line(number: int, *, title: str, source: str, url: str | None) -> str:
+    """A numbered source: a link when it has a web address, else its title and where it came from."""
+    shown = _link_text(title or source)
+    url = url or ""
     if url.startswith(("https://", "http://")):
         url = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-        return f"{number}. [{title}]({url})"
-    return f"{number}. {title} · _{_link_text(source.source)}_"
+        return f"{number}. [{shown}]({url})"
+    return f"{number}. {shown} · _{_link_text(source)}_"
 
 
-def _text_block(text: str, **style: Any) -> Card:
+def text_block(text: str, **style: Any) -> Card:
     return {"type": "TextBlock", "text": text, "wrap": True, **style}
 
 
@@ -106,11 +107,12 @@ def answer_card(answer: Answer) -> Card:
     text = answer.text.strip() or "(no answer)"
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT].rstrip() + "…"
-    body: list[Card] = [_text_block(text)]
+    body: list[Card] = [text_block(text)]
     if answer.sources:
-        body.append(_text_block("Sources", weight="Bolder", size="Small", spacing="Medium"))
-        lines = [_source_line(i, s) for i, s in enumerate(answer.sources[:MAX_SOURCES], start=1)]
-        body += [_text_block(line, size="Small", isSubtle=True, spacing="None") for line in lines]
+        body.append(text_block("Sources", weight="Bolder", size="Small", spacing="Medium"))
+        shown = enumerate(answer.sources[:MAX_SOURCES], start=1)
+        lines = [source_line(i, title=s.title, source=s.source, url=s.url) for i, s in shown]
+        body += [text_block(line, size="Small", isSubtle=True, spacing="None") for line in lines]
     card: Card = {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

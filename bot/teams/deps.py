@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from bot.inflight import Inflight, answering_limit
 from bot.pipeline import Pipeline
 from bot.records import Records
+from bot.review.desk import ReviewDesk
+from bot.review.news import Tell
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class TeamsDeps:
     records: Records
     app_id: str = ""
     admin: Admin | None = None
+    review: ReviewDesk | None = None  # the review card ("review" in a chat with the bot)
+    on_decided: Tell | None = None  # who else hears of a review decision taken in Teams
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore = field(default_factory=answering_limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)

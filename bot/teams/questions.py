@@ -12,7 +12,7 @@ from botbuilder.schema import Activity
 
 from bot.errors import BotError
 from bot.pipeline import Question, ask, ask_streamed
-from bot.teams import access, cards, replies, translate
+from bot.teams import access, cards, replies, review, translate
 from bot.teams.deps import Admin, TeamsDeps
 from bot.teams.replies import Replier
 from bot.teams.stream import TeamsStream
@@ -47,6 +47,8 @@ async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
     elif admin is not None and command is not None:
         # Sent on for anyone: the admin handler refuses non-admins itself, and logs who tried.
         deps.spawn(_run_admin(deps, later, admin, admin_id or question.user_id, text))
+    elif deps.review is not None and review.is_command(text):
+        await review.on_command(context, deps)
     elif text.lower() == "help":
         if admin is not None and admin_id is not None and authenticated:
             deps.spawn(_run_admin(deps, later, admin, admin_id, text))

@@ -31,6 +31,10 @@ from feedback import ids
 PLATFORM = "teams"
 CORRECTION_VERB = "suggestCorrection"
 CORRECTION_INPUT = "correction"
+REVIEW_VERB = "reviewCase"
+REVIEW_DECISIONS = ("approve", "draft", "edit", "reject", "skip")
+REVIEW_TEXT_INPUT = "review_text"
+REVIEW_REASON_INPUT = "review_reason"
 FEEDBACK_INVOKE = "message/submitAction"
 CARD_INVOKE = "adaptiveCard/action"
 ADMIN_COMMANDS = ("retrain", "status", "rollback", "adapters")
@@ -70,6 +74,15 @@ class Feedback:
     reply_to_id: str
     withdrawn: bool = False
     comment: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """A click on the review card: a decision on one case, with the edit's text or the reason."""
+
+    correction_id: int
+    decision: str  # one of REVIEW_DECISIONS
+    text: str
 
 
 @dataclass(frozen=True)
@@ -318,3 +331,29 @@ def to_correction(activity: Any) -> CorrectionSubmission | None:
         user_id=user_id(activity),
         text=(text or "").strip(),
     )
+
+
+# --- reviews ---------------------------------------------------------------------------------
+
+
+def is_review(activity: Any) -> bool:
+    value = activity.value if activity.type == "invoke" and activity.name == CARD_INVOKE else None
+    action = value.get("action") if isinstance(value, dict) else None
+    return isinstance(action, dict) and action.get("verb") == REVIEW_VERB
+
+
+def to_review(activity: Any) -> ReviewAction:
+    """The review card's click; `Malformed` when its data is not what the card sends."""
+    data = _mapping(_mapping(activity.value).get("action")).get("data")
+    if not isinstance(data, dict):
+        raise Malformed("a review action carries no data object")
+    correction_id = ids.parse(data.get("correction_id"))
+    if correction_id is None:
+        raise Malformed("a review action names no case")
+    decision = data.get("decision")
+    if decision not in REVIEW_DECISIONS:
+        raise Malformed("a review action's decision is not one the card offers")
+    text = data.get(REVIEW_TEXT_INPUT if decision == "edit" else REVIEW_REASON_INPUT)
+    if text is not None and not isinstance(text, str):
+        raise Malformed("a review action's text is not a string")
+    return ReviewAction(correction_id, decision, (text or "").strip())

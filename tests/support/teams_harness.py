@@ -27,6 +27,7 @@ from botbuilder.integration.aiohttp import CloudAdapter
 
 from bot.admin import AdminCommands
 from bot.records import Records
+from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.server import build_app
 from bot.teams import TeamsDeps, TeamsEndpoint
 from bot.teams.deps import Admin
@@ -87,12 +88,14 @@ def teams_deps(
     *,
     admin: Admin | None = None,
     app_id: str = "",
+    review: ReviewDesk | None = None,
 ) -> TeamsDeps:
     return TeamsDeps(
         pipeline=fake_pipeline(database, model, passages),
         records=Records(database, platform="teams"),
         app_id=app_id,
         admin=admin,
+        review=review,
     )
 
 
@@ -111,13 +114,15 @@ async def running_teams_bot(
     reply_to_loopback: bool | None = None,
     allow_unauthenticated: bool = False,
     peer: str | None = None,
+    reviewers: list[str] | None = None,
+    approvals_required: int = 1,
 ) -> AsyncIterator[TeamsBot]:
     """`admin_ids`: run the real admin commands for these users (or hand in `admin`). `database`: a
     migrated store to use (the `database` fixture's); by default a new SQLite file. `authenticated`:
     see the module's docstring; `keys`: authenticated, against this (running) key server.
     `reply_to_loopback`: authenticated, True unless told (the connector is on 127.0.0.1). `peer`: the
     address requests seem to come from (as a middleware that reads a trusted proxy's headers would
-    set it); by default this machine's."""
+    set it); by default this machine's. `reviewers`: a review desk for these ids (the review card)."""
     model = model or FakeModel()
     own_database = database is None
     database = database or migrated_database(tmp_path / f"teams-{uuid.uuid4().hex[:6]}.db")
@@ -131,7 +136,12 @@ async def running_teams_bot(
             stack.enter_context(point_botbuilder_at(keys))
             app_id, app_password = app_id or APP_ID, app_password or "s3cret-value"
         async with ConnectorServer() as connector:
-            deps = teams_deps(database, model, admin=admin, app_id=app_id)
+            review = None
+            if reviewers is not None:
+                review = ReviewDesk(
+                    database, ReviewPolicy.of(reviewers=reviewers, approvals_required=approvals_required)
+                )
+            deps = teams_deps(database, model, admin=admin, app_id=app_id, review=review)
             endpoint = TeamsEndpoint(
                 deps,
                 app_password=app_password,
