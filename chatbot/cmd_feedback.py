@@ -8,7 +8,7 @@ import click
 
 from chatbot.common import load_settings
 from chatbot.retraining import training_data
-from chatbot.wiring import open_database, open_knowledge
+from chatbot.wiring import open_database, open_knowledge, review_desk
 from feedback import queries, store
 from retrain.export import FORMATS, export
 
@@ -46,6 +46,31 @@ def opt_out(user_id: str) -> None:
     with open_database(load_settings()).writer() as session:
         added = store.opt_out(session, user_id=user_id)
     click.echo(f"{user_id} {'opted out' if added else 'had already opted out'}.")
+
+
+@feedback.command("forget")
+@click.argument("user_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget(user_id: str, yes: bool) -> None:
+    """Delete a person's questions, answers, votes and corrections (a privacy request)."""
+    if not yes:
+        click.confirm(f"Delete everything {user_id} asked, voted and suggested?", abort=True)
+    settings = load_settings()
+    database = open_database(settings)
+    try:
+        desk = review_desk(settings, database=database, knowledge=open_knowledge(settings))
+        gone = desk.forget(user_id)
+    finally:
+        database.dispose()
+    click.echo(
+        f"Deleted for {user_id}: {gone.questions} questions, {gone.answers} answers, {gone.votes} votes, "
+        f"{len(gone.corrections)} corrections and review cases ({gone.reviews} reviews of them), "
+        f"{gone.refusals} refused admin attempts."
+    )
+    click.echo(
+        "The next retrain trains without them; adapters trained before keep what they learned "
+        "(`chatbot rollback` or a retrain replaces them)."
+    )
 
 
 @feedback.command("opt-in")

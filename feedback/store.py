@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -473,6 +474,49 @@ def opt_in(session: Session, *, user_id: str) -> bool:
     result = session.execute(delete(OptOut).where(col(OptOut.user_id) == user_id))
     session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What a privacy request removed; `corrections` by id, so their knowledge can go too."""
+
+    questions: int
+    answers: int
+    votes: int
+    corrections: list[int]
+    reviews: int
+    refusals: int
+
+
+def forget_person(session: Session, *, user_id: str) -> Forgotten:
+    """Delete everything a person wrote or was answered: their questions and the answers to them
+    (with every vote, correction, review case and review on those), their votes and corrections on
+    other answers, and their refused admin attempts. Reviews they gave as a reviewer stay: those
+    are the company's decisions, not the person's data. One transaction."""
+    _require(bool(user_id.strip()), "Forgetting someone needs a user id.")
+    asked = select(Question.id).where(col(Question.user_id) == user_id)
+    answers = select(Answer.id).where(col(Answer.question_id).in_(asked))
+    corrections = [
+        c
+        for c in session.exec(
+            select(Correction.id).where(
+                or_(col(Correction.answer_id).in_(answers), col(Correction.author) == user_id)
+            )
+        )
+        if c is not None
+    ]
+
+    def gone(statement: Any) -> int:
+        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+    reviews = gone(delete(Review).where(col(Review.correction_id).in_(corrections)))
+    gone(delete(Correction).where(col(Correction.id).in_(corrections)))
+    votes = gone(delete(Vote).where(or_(col(Vote.answer_id).in_(answers), col(Vote.user_id) == user_id)))
+    answered = gone(delete(Answer).where(col(Answer.question_id).in_(asked)))
+    questions = gone(delete(Question).where(col(Question.user_id) == user_id))
+    refusals = gone(delete(AdminRefusal).where(col(AdminRefusal.user_id) == user_id))
+    session.commit()
+    return Forgotten(questions, answered, votes, sorted(corrections), reviews, refusals)
 
 
 # --- refused admin attempts -------------------------------------------------------------------

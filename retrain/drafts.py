@@ -18,6 +18,7 @@ from pathlib import Path
 
 from feedback import queries, store
 from feedback.db import Database
+from feedback.errors import UnknownCorrection
 from model_server import catalog, launch
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError
@@ -77,15 +78,21 @@ def draft_pending(
         except ModelServerError as exc:
             log.warning("the teacher could not draft case #%s: %s", case_id, exc)
             text = ""
-        with database.writer() as session:
-            if not text:
-                store.attach_draft(session, correction_id=case_id, draft=None, model=teacher.model)
-                continue
-            disagrees = token_f1(text, answer) < DISAGREE_F1
-            store.attach_draft(
-                session, correction_id=case_id, draft=text, model=teacher.model, disagrees=disagrees
-            )
-        drafted.append(case_id)
+        disagrees = bool(text) and token_f1(text, answer) < DISAGREE_F1
+        try:
+            with database.writer() as session:
+                store.attach_draft(
+                    session,
+                    correction_id=case_id,
+                    draft=text or None,
+                    model=teacher.model,
+                    disagrees=disagrees,
+                )
+        except UnknownCorrection:  # deleted while the teacher wrote (a privacy request)
+            log.info("case #%s was deleted while it was drafted; its draft is dropped", case_id)
+            continue
+        if text:
+            drafted.append(case_id)
     return drafted
 
 

@@ -176,6 +176,16 @@ class ReviewDesk:
         indexed = decided and case.correction.status == "approved" and self._index(case)
         return Outcome(case, decided, indexed)
 
+    def forget(self, user_id: str) -> store.Forgotten:
+        """A privacy request: the person's questions, answers, votes and corrections deleted (their
+        review cases with them) and any of those corrections' knowledge withdrawn."""
+        with self.database.writer() as session:
+            forgotten = store.forget_person(session, user_id=user_id)
+        for correction_id in forgotten.corrections:
+            self._withdraw(correction_id)
+        log.info("forgot %s: %s", user_id, forgotten)
+        return forgotten
+
     def set_card(self, correction_id: int, *, channel: str, ref: str) -> None:
         with self.database.writer() as session:
             store.attach_review_card(session, correction_id=correction_id, channel=channel, ref=ref)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from feedback.db import Database
+from tests.support import feedback_seed as seed
 from tests.support.cli import chatbot
 
 # The tests here make their own databases: `chatbot db upgrade` or `setup` migrating one is what is tested.
@@ -131,3 +133,17 @@ def test_every_subcommand_is_listed_and_loads(tmp_path: Path) -> None:
         assert f"  {sub} " in adapters.stdout, sub
     unknown = chatbot("retrian", env={}, cwd=tmp_path)
     assert unknown.returncode == 2 and "No such command 'retrian'" in unknown.stderr
+
+
+def test_feedback_forget_deletes_a_persons_questions(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path), "EMBEDDING_MODEL": "hashing"}
+    assert chatbot("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    database = Database(f"sqlite:///{tmp_path / 'chatbot.db'}")
+    seed.answer(database, user="U123")
+    seed.answer(database, user="U7")
+    database.dispose()
+    result = chatbot("feedback", "forget", "U123", "--yes", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Deleted for U123: 1 questions, 1 answers, 0 votes" in result.stdout
+    asked = chatbot("feedback", "forget", "U123", env=env, cwd=tmp_path, input="n\n")
+    assert asked.returncode == 1 and "Aborted" in asked.stderr

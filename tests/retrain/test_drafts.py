@@ -5,6 +5,7 @@ attempt (a fake OpenAI-compatible server behind httpx.MockTransport; the store o
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from model_server.prepare import model_dir_for
 from retrain.drafts import (
     DRAFT_LIMIT,
     MAX_ATTEMPTS,
+    Message,
     Teacher,
     cut,
     default_teacher,
@@ -38,7 +40,7 @@ PROMPT = [
 def sampled(db: Database, answer: str, *, n: int = 1) -> list[int]:
     for i in range(n):
         with db.writer() as session:
-            question = store.record_question(session, platform="slack", user_id="U1", text=f"Leave {i}?")
+            question = store.record_question(session, platform="slack", user_id=f"U{i}", text=f"Leave {i}?")
             store.record_answer(
                 session,
                 question_id=question.id or 0,
@@ -89,6 +91,27 @@ def test_a_teacher_that_is_down_costs_an_attempt_and_is_tried_again_until_the_li
     [case] = cases(database)
     assert case.draft is None and case.draft_attempts == MAX_ATTEMPTS and case.status == "pending"
     assert len(model.requests) == MAX_ATTEMPTS  # then left to reviewers without a draft
+
+
+def test_a_case_deleted_by_a_privacy_request_while_drafted_is_dropped_and_the_run_goes_on(
+    database: Database,
+) -> None:
+    sampled(database, "You get 20 days.", n=2)  # asked by U0 and U1
+    forgotten: list[str] = []
+
+    class Forgetful(Teacher):
+        def draft(self, prompt: Sequence[Message]) -> str:
+            if not forgotten:  # U0 is forgotten while the teacher writes the run's first draft
+                with database.writer() as session:
+                    store.forget_person(session, user_id="U0")
+                forgotten.append("U0")
+            return super().draft(prompt)
+
+    model = FakeModel("You get 26 days.")
+    drafted = draft_pending(database, Forgetful(teacher(model).client, "big-model"))
+    assert len(drafted) == 1 and len(model.requests) == 2
+    [left] = cases(database)
+    assert left.id == drafted[0] and left.draft == "You get 26 days."
 
 
 def test_each_run_is_bounded_in_count_and_time(database: Database) -> None:

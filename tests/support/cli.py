@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 
-def chatbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def chatbot(
+    *args: str, env: dict[str, str], cwd: Path, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATA_DIR", "ENVIRONMENT")}
     full_env.update(env)
     return subprocess.run(
@@ -16,6 +18,7 @@ def chatbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
         env=full_env,
         cwd=cwd,
         capture_output=True,
+        input=input,
         text=True,
         timeout=120,
     )

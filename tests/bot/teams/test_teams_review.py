@@ -229,3 +229,14 @@ async def test_a_users_correction_is_approved_from_the_card(tmp_path: Path) -> N
         response = await click(bot, card, "Approve", ADA)
         assert "#1 is approved." in texts(response["value"])
         assert reviews(bot.database, 1) == [(ADA.aad_id, "approve", None)]
+
+
+async def test_a_case_deleted_by_a_privacy_request_is_gone_from_the_card(tmp_path: Path) -> None:
+    async with running_teams_bot(tmp_path, authenticated=True, reviewers=[ADA.aad_id]) as bot:
+        case_id = await sampled_case(bot)
+        card = card_of((await bot.ask("review")).activity)
+        assert bot.deps.review is not None
+        bot.deps.review.forget(CAROL.aad_id)  # the asker's data deleted while the card was open
+        response = await click(bot, card, "The draft is right", ADA)
+        assert f"#{case_id}: There is no correction #{case_id}" in texts(response["value"])
+        assert review_cards_empty(response["value"])
