@@ -97,6 +97,7 @@ def main() -> None:
             "seed": args.seed,
             "target_ratio": TARGET_RATIO,
             "retrain": args.retrain,
+            "retrain_data": "the approved drafts alone (no sample seed examples)",
         },
         **report,
     }
@@ -211,7 +212,9 @@ def retrain_on(
             await pipeline.client.aclose()
 
     before = asyncio.run(ask_test("test, before"))
-    settings = Settings(base_model=args.student)
+    # Without the sample set's seed examples, which every retrain of a sample install carries: the
+    # drafts alone.
+    settings = Settings(base_model=args.student, sample_knowledge=False)
     (workdir / "models").symlink_to(prepare_base_model(Path(args.data_dir), args.student).parent)
     retrainer = Retrainer(
         settings.model_copy(update={"data_dir": workdir, "model_server_url": url}), database, knowledge=kb
