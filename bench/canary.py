@@ -4,7 +4,7 @@
 
 Questions go to the candidate with probability `--share` (the canary's share); each answer gets a 👍
 with the arm's probability: live at `--live`, the candidate equal, 10 points better or 10 points
-worse. After each vote the watcher's rule (`retrain.canary.look`, the same code the scheduler runs)
+worse. After each vote the watcher's rule (`feedback.canary.look`, the same code the scheduler runs)
 looks when a planned look is due, until it promotes, rolls back or runs out of looks (undecided).
 Per scenario: how often each decision was taken and how many votes it took. Targets: a 10-point worse
 candidate rolled back in at least 95% of runs; an equal one rolled back in at most 5%. Saved to
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from retrain.canary import Policy, Tally, look
+from feedback.canary import Policy, Tally, look
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = {"equal": 0.0, "better": 0.10, "worse": -0.10}

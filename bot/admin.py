@@ -1,4 +1,4 @@
-"""Admin commands, for any platform: `retrain`, `status`, `rollback`, `adapters`, `help`.
+"""Admin commands, for any platform: `retrain`, `status`, `rollback`, `adapters`, `canary`, `help`.
 
 A platform adapter passes the caller's user id and the command text to `AdminCommands.handle` and
 shows the `AdminReply` it gets back (plain text with bullets, fit for Slack and Teams alike). Only
@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from feedback import canary as canary_rule
 from feedback import queries, store
 from feedback.db import Database
 from feedback.errors import FeedbackError, RunPending
@@ -26,12 +27,15 @@ from model_server.errors import ModelServerError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("retrain", "status", "rollback", "adapters", "help")
+COMMANDS = ("retrain", "status", "rollback", "adapters", "canary", "help")
+CANARY_ACTIONS = ("status", "promote", "stop")
 RECENT_RUNS = 5
 MAX_FIGURES = 16
 
 # Rolls the active adapter back for `actor` (the model server and SQL both); raises on failure.
 Rollback = Callable[[str], object]
+# Ends the open canary for `actor` ("promote" or "stop"; the model server and SQL both); raises on failure.
+CanaryAction = Callable[[str, str], object]
 
 REFUSAL = (
     "Sorry, only the bot's admins can run `{command}`. If you need a retrain or a rollback, ask one of them."
@@ -42,8 +46,12 @@ HELP = (
     "admin channel.\n"
     "• status – the adapter serving now, recent retrains, feedback counts and 👍 rate per adapter.\n"
     "• rollback – go back to the adapter that served before the current one.\n"
-    "• adapters – every adapter version, the active and previous ones marked."
+    "• adapters – every adapter version, the active and previous ones marked.\n"
+    "• canary [status|promote|stop] – the candidate answering a share of conversations: its 👍 rate "
+    "against live's; promote it now, or stop it (all traffic back to live at once, as `rollback` "
+    "does during a canary)."
 )
+NO_CANARY = "No canary is open: a candidate that passes the gate opens one (CANARY_SHARE)."
 
 
 @dataclass
@@ -57,11 +65,17 @@ class AdminCommands:
     the model server); the composition root hands in the one that also loads it."""
 
     def __init__(
-        self, database: Database, *, admins: Collection[str], rollback: Rollback | None = None
+        self,
+        database: Database,
+        *,
+        admins: Collection[str],
+        rollback: Rollback | None = None,
+        canary: CanaryAction | None = None,
     ) -> None:
         self.database = database
         self.admins = frozenset(admins)
         self._rollback = rollback or self._rollback_in_sql
+        self._canary = canary or self._canary_in_sql
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins
@@ -81,6 +95,8 @@ class AdminCommands:
         log.info("admin command %s by %s", command, user_id)
         if command == "rollback":
             return await self._rollback_command(user_id)
+        if command == "canary":
+            return await self.canary(user_id, words[1].lower() if len(words) > 1 else "status")
         work = {"retrain": self._retrain, "status": self._status, "adapters": self._adapters}[command]
         # The store is synchronous; keep the event loop free for other users meanwhile.
         return await asyncio.to_thread(work, user_id)
@@ -112,6 +128,30 @@ class AdminCommands:
         """Roll back for `actor`, like `rollback`, without the ADMIN_USERS check."""
         log.info("rollback by %s", actor)
         return await self._rollback_command(actor)
+
+    async def canary(self, actor: str, action: str) -> AdminReply:
+        """`canary status|promote|stop` for `actor`, without the ADMIN_USERS check (`handle` made it)."""
+        if action not in CANARY_ACTIONS:
+            return AdminReply(f"`canary` takes {', '.join(CANARY_ACTIONS)}, not `{action}`.")
+        if action == "status":
+            return await asyncio.to_thread(self._canary_status)
+        with self.database.reader() as session:
+            canary = queries.open_canary(session)
+        if canary is None:
+            return AdminReply(NO_CANARY)
+        log.info("canary %s by %s", action, actor)
+        try:
+            await asyncio.to_thread(self._canary, action, actor)
+        except (FeedbackError, ModelServerError) as exc:
+            return AdminReply(f"The canary was left as it was: {exc}")
+        except Exception:
+            log.exception("canary %s by %s failed", action, actor)
+            return AdminReply("The canary was left as it was. The bot's log has the details.")
+        if action == "promote":
+            return AdminReply(f"Promoted: {canary.candidate} answers every question now.")
+        return AdminReply(
+            f"Stopped: every question goes to {canary.live} again; {canary.candidate} is rolled back."
+        )
 
     # --- the commands ----------------------------------------------------------------------------
 
@@ -167,9 +207,18 @@ class AdminCommands:
             lines.append("A rollback goes back to the base model.")
         return AdminReply("\n".join(lines))
 
+    def _canary_status(self) -> AdminReply:
+        now = canary_rule.current(self.database)
+        if now is None:
+            return AdminReply(NO_CANARY)
+        return AdminReply(now.summary())
+
     async def _rollback_command(self, user_id: str) -> AdminReply:
         with self.database.reader() as session:
             before = queries.active_adapter(session)
+            canary = queries.open_canary(session)
+        if canary is not None:  # the candidate is what came last: all traffic back to live at once
+            return await self.canary(user_id, "stop")
         try:
             await asyncio.to_thread(self._rollback, user_id)
         except (FeedbackError, ModelServerError) as exc:
@@ -188,6 +237,23 @@ class AdminCommands:
     def _rollback_in_sql(self, actor: str) -> object:
         with self.database.writer() as session:
             return store.rollback_adapter(session, actor=actor, reason="admin command")
+
+    def _canary_in_sql(self, action: str, actor: str) -> object:
+        """Without a model server to load into: SQL's pointer and the canary's record only."""
+        with self.database.writer() as session:
+            canary = queries.open_canary(session)
+            if canary is None:
+                return None
+            reason = f"{'Promoted' if action == 'promote' else 'Stopped'} by {actor}."
+            if action == "promote":
+                store.activate_adapter(session, name=canary.candidate, actor=actor, reason=reason)
+                return store.close_canary(
+                    session, canary_id=canary.id or 0, status="promoted", reason=reason, actor=actor
+                )
+            store.close_canary(
+                session, canary_id=canary.id or 0, status="stopped", reason=reason, actor=actor
+            )
+            return store.mark_adapter_failed(session, name=canary.candidate, metrics={"canary": reason})
 
 
 def record_refused(database: Database, *, platform: str, user_id: str, place: str, command: str) -> None:
@@ -236,6 +302,10 @@ def run_summary(run: RetrainRun) -> str:
         "rejected": f"candidate {run.candidate or ''} rejected; the active adapter keeps serving",
         "skipped": "skipped: nothing new to learn from",
         "failed": "failed; the active adapter keeps serving",
+        "canary": f"{run.candidate} passed the gate and answers a share of conversations beside the "
+        "live model until the votes decide (`canary status`)",
+        "rolled_back": f"{run.candidate} passed the gate but was rolled back during its canary; the live "
+        "model keeps serving",
     }.get(run.status, run.status)
     lines = [f"Retrain #{run.id} ({run.requested_by or run.trigger}): {verdict}."]
     if run.error:

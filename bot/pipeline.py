@@ -134,6 +134,8 @@ class Pipeline:
     answer_timeout: float = 30.0
     # Refuse when bot.grounding.score (yes-share plus closest cosine) is below this; 0 asks no check.
     grounding_threshold: float = 0.0
+    # While a canary is open, which model answers this question given the live one (`bot.routing`).
+    route: Callable[[Question, str], str] | None = None
 
     async def answer(self, question: Question, history: Sequence[Turn] = ()) -> Answer:
         if not question.text.strip():
@@ -228,6 +230,8 @@ class Pipeline:
         if advice is not None:
             passages = advice.arrange(passages)
         model = self.model_name()
+        if self.route is not None:
+            model = self.route(question, model)
         retrieved = time.perf_counter()
         if not passages:
             return _Prompt(question_id, model, [], [], retrieved)

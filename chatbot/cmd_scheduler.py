@@ -10,12 +10,13 @@ import os
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.review.sampler import Sampler
 from chatbot.common import load_settings
-from chatbot.retraining import Retrainer
+from chatbot.retraining import Retrainer, rollout_config
 from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
 from chatbot.settings import Settings, SettingsError
 from chatbot.wiring import open_database
@@ -26,14 +27,17 @@ from model_server import launch
 from model_server.client import ModelClient
 from model_server.health import ThreadedHealthCache
 from retrain.drafts import Teacher, default_teacher, draft_pending, local_teacher, waiting_for_drafts
-from retrain.schedule import POLL_SECONDS, Jobs, Notify, build_scheduler, cron_trigger
+from retrain.schedule import POLL_SECONDS, Jobs, build_scheduler, cron_trigger
+
+if TYPE_CHECKING:  # slack_sdk is imported only where an admin channel is set
+    from bot.slack.admin_channel import AdminChannel
 
 log = logging.getLogger("chatbot.scheduler")
 
 INTERRUPTED = "The scheduler was stopped during the run; the active adapter kept serving. Queue it again."
 
 
-def admin_channel(settings: Settings) -> Notify | None:
+def admin_channel(settings: Settings) -> AdminChannel | None:
     token = settings.slack_bot_token.get_secret_value()
     if not (token and settings.admin_channel):
         log.warning("ADMIN_CHANNEL or SLACK_BOT_TOKEN is not set: retrain results are only logged")
@@ -43,6 +47,27 @@ def admin_channel(settings: Settings) -> Notify | None:
     return AdminChannel(
         sync_web_client(bot_token=token, api_url=settings.slack_api_url), settings.admin_channel
     )
+
+
+def admin_lines(settings: Settings) -> Callable[[str], None]:
+    """One line to the admin channel (a canary's steps), or to the log without one."""
+    channel = admin_channel(settings)
+    if channel is None:
+        return lambda text: log.info("%s", text)
+    return channel.post
+
+
+def canary_work(settings: Settings, database: Database) -> Callable[[], object]:
+    """The canary check: the open canary's votes looked at, and acted on (`retrain.rollout`)."""
+    from retrain import rollout
+
+    config = rollout_config(settings)
+
+    def work() -> object:
+        with ModelClient(settings.model_server_url, timeout=300.0) as client:
+            return rollout.check(database, client, config)
+
+    return work
 
 
 def _log_result(run: RetrainRun, _: object) -> None:
@@ -108,6 +133,8 @@ def scheduler(poll_seconds: float) -> None:
         notify=metrics.counting(admin_channel(settings) or _log_result),
         min_examples=settings.retrain_min_examples,
         sample=review_work(settings, database),
+        canary=canary_work(settings, database),
+        tell=admin_lines(settings),
     )
     runner = build_scheduler(jobs, cron=settings.retrain_cron, poll_seconds=poll_seconds)
 

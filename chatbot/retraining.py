@@ -10,6 +10,7 @@ so a scheduler starts at once and a process that never trains never loads a mode
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
@@ -36,6 +37,7 @@ from retrain.pii import Scrubber
 
 if TYPE_CHECKING:  # torch and TRL: imported on the first run, not when a scheduler starts
     from retrain.job import JobConfig, RetrainOutcome
+    from retrain.rollout import RolloutConfig
     from retrain.train import TrainConfig
 
 T = TypeVar("T")
@@ -91,10 +93,29 @@ def job_config(settings: Settings, *, train: TrainConfig | None = None, progress
         served_model_name=settings.served_model_name,
         max_lora_rank=settings.max_lora_rank,
         keep_loaded=settings.keep_loaded_adapters,
+        canary_share=settings.canary_share,
         max_examples=settings.retrain_max_examples,
         train=train or train_config(settings),
         gate=GateConfig(margin=settings.gate_margin, loss_margin=settings.gate_loss_margin),
         progress=progress,
+    )
+
+
+def rollout_config(settings: Settings) -> RolloutConfig:
+    """How a passing candidate earns its traffic (CANARY_*)."""
+    from feedback.canary import Policy
+    from retrain.rollout import RolloutConfig
+
+    policy = Policy(
+        min_votes=settings.canary_min_votes,
+        max_votes=max(settings.canary_max_votes, settings.canary_min_votes),
+        margin=settings.canary_margin,
+    )
+    return RolloutConfig(
+        share=settings.canary_share,
+        policy=policy,
+        window=timedelta(hours=settings.canary_window_hours),
+        keep=settings.keep_loaded_adapters,
     )
 
 

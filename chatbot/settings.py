@@ -175,6 +175,27 @@ class Settings(BaseSettings):
         "this, the bot says it could not find it. 0 asks nothing (default: the base model's).",
     )
     admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
+    canary_share: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="A candidate that passes the gate first answers this share of conversation threads "
+        "until the 👍/👎 decide; 0 promotes it at once.",
+    )
+    canary_min_votes: int = Field(50, ge=1, description="Votes on each side before a canary's first look.")
+    canary_max_votes: int = Field(
+        500, ge=1, description="The candidate's votes at a canary's last look; then admins decide."
+    )
+    canary_margin: float = Field(
+        0.08,
+        gt=0,
+        lt=1,
+        description="A canary is promoted when its 👍 rate is, with confidence, at most this far "
+        "below live's.",
+    )
+    canary_window_hours: float = Field(
+        168, gt=0, description="Hours a canary collects votes before admins are asked to decide."
+    )
     retrain_min_examples: int = Field(
         20, ge=1, description="New feedback examples a scheduled retrain waits for."
     )

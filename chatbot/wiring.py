@@ -14,6 +14,7 @@ from bot.pipeline import Pipeline
 from bot.prompts import PromptStyle, TokenCounter
 from bot.review.desk import ReviewDesk, ReviewPolicy
 from bot.review.reviewed_answers import ReviewedAnswers
+from bot.routing import CanaryRoute
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
@@ -84,6 +85,7 @@ def build_pipeline(
         reviewed=reviewed_answers(settings, database, knowledge),
         answer_timeout=settings.answer_timeout_seconds,
         grounding_threshold=grounding_threshold(settings),
+        route=CanaryRoute(database),
     )
 
 
@@ -148,4 +150,15 @@ def admin_actions(settings: Settings, database: Database) -> AdminCommands:
                 database, client, actor=actor, keep=settings.keep_loaded_adapters, reason="/chatbot rollback"
             )
 
-    return AdminCommands(database, admins=settings.admin_users, rollback=rollback)
+    def canary(action: str, actor: str) -> None:
+        from model_server.client import ModelClient
+        from retrain import rollout
+
+        keep = settings.keep_loaded_adapters
+        with ModelClient(settings.model_server_url) as client:
+            if action == "promote":
+                rollout.promote_now(database, client, actor=actor, keep=keep)
+            else:
+                rollout.stop(database, client, actor=actor, keep=keep)
+
+    return AdminCommands(database, admins=settings.admin_users, rollback=rollback, canary=canary)

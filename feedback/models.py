@@ -29,7 +29,13 @@ CORRECTION_ORIGINS = ("user", "sampled")
 # What an approval of a sampled case keeps: the bot's answer, the teacher's draft, the reviewer's edit.
 REVIEW_CHOICES = ("bot", "draft", "edit")
 ADAPTER_STATUSES = ("candidate", "active", "retired", "failed")
-RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed", "skipped")
+# "canary": the gate passed and the candidate serves a share of questions until the votes decide;
+# "rolled_back": the votes (or an admin) sent it back during its canary.
+RUN_STATUSES = ("queued", "running", "promoted", "rejected", "failed", "skipped", "canary", "rolled_back")
+# A canary collects votes ("running"), or has run out of looks or time for admins to decide
+# ("undecided"; it keeps its share meanwhile); then it is promoted, rolled back or stopped by an admin.
+CANARY_STATUSES = ("running", "undecided", "promoted", "rolled_back", "stopped")
+CANARY_OPEN = ("running", "undecided")
 RUN_TRIGGERS = ("schedule", "admin", "cli")
 
 
@@ -246,6 +252,40 @@ class RetrainRun(SQLModel, table=True):
     # Moved forward every few seconds while the run works (retrain.heartbeat); a running run
     # silent for too long was abandoned (its process killed) and is reaped (store.reap_stale_runs).
     heartbeat_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Canary(SQLModel, table=True):
+    """A candidate adapter serving `share` of the conversation threads beside the live model, until
+    the 👍/👎 of its answers and live's since `started_at` decide (`feedback.canary`). Steps (started,
+    each look, the decision) are kept in `steps`; `posted` counts those already sent to admins."""
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CANARY_STATUSES), name="ck_canary_status"),
+        CheckConstraint("share > 0 AND share < 1", name="ck_canary_share"),
+        # The database itself refuses a second open canary.
+        Index(
+            "uq_canary_one_open",
+            "is_open",
+            unique=True,
+            sqlite_where=text("is_open"),
+            postgresql_where=text("is_open"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    candidate: str = Field(max_length=128)
+    live: str = Field(max_length=128)  # the model name live answers carry: an adapter, or the base's
+    share: float
+    status: str = Field(default="running", max_length=16)
+    is_open: bool | None = Field(default=True)  # True while running or undecided, else NULL (unique)
+    run_id: int | None = None
+    looks_done: int = 0
+    reason: str | None = None
+    decided_by: str | None = Field(default=None, max_length=128)
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    posted: int = 0
+    started_at: datetime = _when()
+    decided_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class SchedulerJob(SQLModel, table=True):

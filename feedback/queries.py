@@ -16,6 +16,7 @@ from feedback.models import (
     AdapterVersion,
     AdminRefusal,
     Answer,
+    Canary,
     Correction,
     OptOut,
     Question,
@@ -561,3 +562,31 @@ def approval_key(review: Review, draft: str | None) -> tuple[str, str] | None:
     choice = review.choice or "edit"
     text = {"edit": review.edited_text or "", "draft": draft or ""}.get(choice, "")
     return choice, text.strip()
+
+
+# --- canaries --------------------------------------------------------------------------------
+
+
+def open_canary(session: Session) -> Canary | None:
+    return session.exec(select(Canary).where(col(Canary.is_open).is_(True))).first()
+
+
+def latest_canary(session: Session) -> Canary | None:
+    return session.exec(select(Canary).order_by(col(Canary.id).desc())).first()
+
+
+def canary_votes(session: Session, canary: Canary) -> dict[str, tuple[int, int]]:
+    """👍 and 👎 on the answers each side of the canary gave since it started, by model name."""
+    rows = session.execute(
+        select(Answer.adapter, Vote.value, func.count())
+        .join(Vote, col(Vote.answer_id) == col(Answer.id))
+        .where(
+            col(Answer.adapter).in_([canary.candidate, canary.live]),
+            col(Answer.created_at) >= canary.started_at,
+        )
+        .group_by(col(Answer.adapter), col(Vote.value))
+    ).all()
+    counts = {canary.candidate: [0, 0], canary.live: [0, 0]}
+    for adapter, value, n in rows:
+        counts[adapter][0 if value > 0 else 1] += int(n)
+    return {name: (up, down) for name, (up, down) in counts.items()}

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from feedback import errors, ids
+from feedback import errors, ids, queries
 from feedback.models import (
     PLATFORMS,
     REVIEW_CHOICES,
@@ -28,6 +28,7 @@ from feedback.models import (
     AdapterVersion,
     AdminRefusal,
     Answer,
+    Canary,
     Correction,
     OptOut,
     ProcessedEvent,
@@ -677,6 +678,81 @@ def mark_adapter_failed(
     session.add(adapter)
     session.commit()
     return adapter
+
+
+# --- canaries --------------------------------------------------------------------------------
+
+
+def _step(canary: Canary, text: str) -> None:
+    canary.steps = [*canary.steps, {"at": utcnow().isoformat(), "status": canary.status, "text": text}]
+
+
+def open_canary(
+    session: Session, *, candidate: str, live: str, share: float, run_id: int | None, note: str
+) -> Canary:
+    """Start serving `candidate` to `share` of the threads beside `live`; refused while another
+    canary is open (the database decides between two processes)."""
+    _require(0 < share < 1, f"A canary's share must be between 0 and 1, not {share}.")
+    canary = Canary(candidate=candidate, live=live, share=share, run_id=run_id)
+    _step(canary, note)
+    session.add(canary)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        current = queries.open_canary(session)
+        what = f"{current.candidate}'s canary" if current else "another canary"
+        raise errors.InvalidTransition(f"{what} is still open: promote or stop it first.") from None
+    return canary
+
+
+def canary_step(session: Session, *, canary_id: int, text: str, looks_done: int | None = None) -> Canary:
+    """Keep one step of an open canary (a look, a notice), and how many looks are done."""
+    canary = ids.get(session, Canary, canary_id)
+    if canary is None or not canary.is_open:
+        raise _refuse(session, errors.InvalidTransition(f"Canary #{canary_id} is not open."))
+    if looks_done is not None:
+        canary.looks_done = looks_done
+    _step(canary, text)
+    session.add(canary)
+    session.commit()
+    return canary
+
+
+def mark_undecided(session: Session, *, canary_id: int, reason: str) -> Canary:
+    canary = ids.get(session, Canary, canary_id)
+    if canary is None or canary.status != "running":
+        raise _refuse(session, errors.InvalidTransition(f"Canary #{canary_id} is not running."))
+    canary.status, canary.reason = "undecided", reason
+    _step(canary, reason)
+    session.add(canary)
+    session.commit()
+    return canary
+
+
+def close_canary(session: Session, *, canary_id: int, status: str, reason: str, actor: str) -> Canary:
+    """End an open canary as promoted, rolled back or stopped; its retrain run says so too."""
+    _require(status in ("promoted", "rolled_back", "stopped"), f"{status!r} does not end a canary.")
+    canary = ids.get(session, Canary, canary_id)
+    if canary is None or not canary.is_open:
+        raise _refuse(session, errors.InvalidTransition(f"Canary #{canary_id} is not open."))
+    canary.status, canary.is_open, canary.reason = status, None, reason
+    canary.decided_by, canary.decided_at = actor, utcnow()
+    _step(canary, reason)
+    session.add(canary)
+    run = ids.get(session, RetrainRun, canary.run_id) if canary.run_id is not None else None
+    if run is not None and run.status == "canary":
+        run.status = "promoted" if status == "promoted" else "rolled_back"
+        run.decision = f"{run.decision or ''}\nCanary: {reason}".strip()
+        session.add(run)
+    session.commit()
+    return canary
+
+
+def canary_posted(session: Session, *, canary_id: int, posted: int) -> None:
+    """How many of the canary's steps the admins have been sent."""
+    session.execute(update(Canary).where(col(Canary.id) == canary_id).values(posted=posted))
+    session.commit()
 
 
 # --- retrain runs ----------------------------------------------------------------------------

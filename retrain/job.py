@@ -1,4 +1,4 @@
-"""One retrain run: dataset -> train -> gate -> promote or discard, recorded on its RetrainRun.
+"""One retrain run: dataset -> train -> gate -> promote, canary or discard, recorded on its RetrainRun.
 
     run = store.queue_run(session, trigger="admin", requested_by="U123")
     outcome = run_retrain(config, database, client, run_id=run.id, dataset=build)
@@ -21,7 +21,8 @@ Parameters of `run_retrain`:
 
 Whatever goes wrong (an exception, a NaN loss, a full disk, the model server gone) the run is
 recorded `failed` with a reason an admin can act on, the candidate is unloaded and marked failed,
-and the active adapter keeps serving: SQL's pointer only moves in `promote.promote`, last.
+and the active adapter keeps serving: SQL's pointer only moves in `promote.promote`, last (with a
+canary share, a passing candidate opens a canary instead: `retrain.rollout`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from feedback.db import Database
 from feedback.models import AdapterVersion
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError, ModelServerUnavailable
-from retrain import gate, promote, registry
+from retrain import gate, promote, registry, rollout
 from retrain.budget import pick_training
 from retrain.dataset import Dataset
 from retrain.errors import failure_reason
@@ -62,6 +63,7 @@ class JobConfig:
     served_model_name: str = "base"  # SERVED_MODEL_NAME: what "no adapter" is called on the server
     max_lora_rank: int = 16  # MAX_LORA_RANK
     keep_loaded: int = 2  # KEEP_LOADED_ADAPTERS
+    canary_share: float = 0.0  # CANARY_SHARE: a passing candidate first serves this share (0: all at once)
     actor: str = "retrain"  # recorded as who promoted a passing candidate
     train: TrainConfig = field(default_factory=TrainConfig)
     max_examples: int = 0  # RETRAIN_MAX_EXAMPLES: training examples per run, feedback first (0: all)
@@ -73,7 +75,7 @@ class JobConfig:
 @dataclass
 class RetrainOutcome:
     run_id: int
-    status: str  # "promoted" | "rejected" | "failed" | "skipped"
+    status: str  # "promoted" | "canary" | "rejected" | "failed" | "skipped"
     adapter: str | None  # the candidate's name, when one was trained
     reason: str | None  # why it was rejected, failed or skipped; the gate's checks when promoted
     figures: dict[str, Any]  # everything stored on the run: dataset, training, gate, timings
@@ -115,7 +117,7 @@ def run_retrain(
             session,
             run_id=run_id,
             status=outcome.status,
-            decision=outcome.reason if outcome.status in ("promoted", "rejected") else None,
+            decision=outcome.reason if outcome.status in ("promoted", "canary", "rejected") else None,
             candidate=outcome.adapter,
             metrics=outcome.figures,
             error=outcome.reason if outcome.status in ("failed", "skipped") else None,
@@ -160,6 +162,10 @@ class _Job:
         # Fail fast: without the server there is no gate, and training would be wasted.
         if not self.client.health():
             raise ModelServerUnavailable(self.client.base_url, "no answer to /health")
+        with self.database.reader() as session:
+            canary = queries.open_canary(session)
+        if canary is not None:  # its candidate and live must be compared first
+            raise _Stopped(f"{canary.candidate}'s canary is still open: it is promoted or stopped first.")
 
         with self.stage("dataset"):
             data = build_dataset()
@@ -219,6 +225,18 @@ class _Job:
         if not decision.passed:
             self.discard()
             return self.outcome("rejected", decision.summary())
+        if 0 < cfg.canary_share < 1:
+            with self.stage("canary"):
+                rollout.start(
+                    self.database,
+                    self.client,
+                    candidate=self.candidate,
+                    path=str(self.out_dir.resolve()),
+                    live=live.name if live is not None else cfg.served_model_name,
+                    share=cfg.canary_share,
+                    run_id=self.run_id,
+                )
+            return self.outcome("canary", decision.summary())
         with self.stage("promote"):
             promote.promote(
                 self.database,

@@ -96,7 +96,7 @@ def promote(
         promoted = store.activate_adapter(session, name=name, actor=actor, reason=reason)
     assert promoted is not None
     log.info("adapter %s is active (by %s)", name, actor)
-    _tidy(database, client, keep)
+    tidy(database, client, keep)
     return promoted
 
 
@@ -115,11 +115,11 @@ def rollback(
     with database.writer() as session:
         now = store.rollback_adapter(session, actor=actor, reason=reason)
     log.info("rolled back to %s (by %s)", now.name if now else "the base model", actor)
-    _tidy(database, client, keep)
+    tidy(database, client, keep)
     return now
 
 
-def _tidy(database: Database, client: ModelClient, keep: int) -> None:
+def tidy(database: Database, client: ModelClient, keep: int) -> None:
     """After a swap: unload what is beyond `keep` (at least 2). The swap itself is done, so a
     failure here is logged and left to the next reconcile."""
     try:

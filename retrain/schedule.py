@@ -7,7 +7,10 @@ Jobs (their ids in the `apscheduler_jobs` table):
   - `retrain-cron`  on RETRAIN_CRON: queue and run a retrain when at least `min_examples` new
     examples arrived since the last run that trained to the end (`new_examples_since`);
   - `retrain-poll`  every `poll_seconds`: run the retrains admins queued (`/chatbot retrain`);
-  - `prune-events`  hourly: forget platform deliveries older than `keep_events`.
+  - `prune-events`  hourly: forget platform deliveries older than `keep_events`;
+  - `review-sample` hourly: queue answers nobody voted on for review, and draft them;
+  - `canary-check`  every `poll_seconds`: act on an open canary's votes (`retrain.rollout`) and tell
+    the admins each of its steps once.
 
 One retrain runs at a time across every process sharing the database: `store.start_run` (inside
 the retrain callable) refuses a second one, and the loser leaves the run for whoever holds it. A
@@ -83,6 +86,10 @@ class Jobs:
     stale_after: timedelta = STALE_AFTER  # a running run silent this long was abandoned
     # Queues unvoted answers for review (bot.review.sampler), hourly; None: no sampling.
     sample: Callable[[], list[int]] | None = None
+    # Looks at the open canary's votes and acts (retrain.rollout.check with its collaborators bound).
+    canary: Callable[[], object] | None = None
+    # Tells the admins one line (the admin channel): each step of a canary, once.
+    tell: Callable[[str], None] | None = None
     running: set[int] = field(default_factory=set)  # runs this process is working on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -151,6 +158,30 @@ class Jobs:
         if queued:
             log.info("queued %d answers for review: cases %s", len(queued), queued)
         return queued
+
+    def check_canary(self) -> int:
+        """Act on the open canary's votes, then tell the admins its steps they have not heard of
+        (wherever they were taken: here, or an admin's command in the bot); how many were told."""
+        if self.canary is not None:
+            try:
+                self.canary()
+            except Exception:
+                log.exception("checking the canary failed; the next check tries again")
+        with self.database.reader() as session:
+            canary = queries.latest_canary(session)
+        if canary is None or self.tell is None or canary.posted >= len(canary.steps):
+            return 0
+        told = canary.posted
+        for step in canary.steps[canary.posted :]:
+            try:
+                self.tell(f"Canary #{canary.id} ({canary.candidate}): {step['text']}")
+            except Exception:
+                log.warning("could not tell the admins about canary #%s", canary.id, exc_info=True)
+                break
+            told += 1
+        with self.database.writer() as session:
+            store.canary_posted(session, canary_id=canary.id or 0, posted=told)
+        return told - canary.posted
 
     def prune_events(self) -> int:
         with self.database.writer() as session:
@@ -242,6 +273,10 @@ def review_sample_job() -> None:
     _jobs().sample_for_review()
 
 
+def canary_check_job() -> None:
+    _jobs().check_canary()
+
+
 def cron_trigger(expr: str) -> CronTrigger:
     """A standard crontab line (minute hour day month weekday, 0 or 7 = Sunday). APScheduler 3
     counts weekdays from Monday, so numeric weekdays are passed to it as names.
@@ -293,4 +328,7 @@ def build_scheduler(
     )
     scheduler.add_job(prune_events_job, "interval", hours=1, id="prune-events", replace_existing=True)
     scheduler.add_job(review_sample_job, "interval", hours=1, id="review-sample", replace_existing=True)
+    scheduler.add_job(
+        canary_check_job, "interval", seconds=poll_seconds, id="canary-check", replace_existing=True
+    )
     return scheduler

@@ -33,6 +33,10 @@ class AdminChannel:
         self.client = client
         self.channel = channel
 
+    def post(self, text: str) -> None:
+        """One line to the channel (a canary's step)."""
+        self.client.chat_postMessage(channel=self.channel, text=text)
+
     def __call__(self, run: RetrainRun, loss_curve: Path | None) -> None:
         self.client.chat_postMessage(channel=self.channel, text=run_summary(run))
         if loss_curve is None:

@@ -78,6 +78,8 @@ def environment(data: Path, *, slack_api_url: str, bot_port: int, **extra: str) 
         "REVIEW_CHANNEL": REVIEW_CHANNEL,
         "ADMIN_CHANNEL": ADMIN_CHANNEL,
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        # A passing candidate takes all traffic at once here; test_canary.py runs it as a canary.
+        "CANARY_SHARE": "0",
         **extra,
     }
 

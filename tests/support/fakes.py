@@ -165,3 +165,29 @@ def fake_pipeline(
         model_name=lambda: "kb-v1",
         database=database,
     )
+
+
+class FakeLoraServer:
+    """vLLM's runtime-LoRA surface for an httpx.MockTransport: the served names, loading and
+    unloading adapters, and a chat answered by whichever is asked (refused for one not loaded)."""
+
+    def __init__(self, base: str = "base") -> None:
+        self.served = [base]
+        self.refuse_loading = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": n} for n in self.served]})
+        if request.url.path == "/v1/load_lora_adapter":
+            if self.refuse_loading:
+                return httpx.Response(400, json={"error": {"message": "cannot load", "code": 400}})
+            self.served.append(body["lora_name"])
+            return httpx.Response(200, text="loaded")
+        if request.url.path == "/v1/unload_lora_adapter":
+            self.served.remove(body["lora_name"])
+            return httpx.Response(200, text="unloaded")
+        if body.get("model") not in self.served:
+            return httpx.Response(404, json={"error": {"message": "model not found", "code": 404}})
+        choice = {"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+        return httpx.Response(200, json={"model": body["model"], "choices": [choice], "usage": {}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrain.canary import Policy, Tally, decide, fisher_worse, look, wilson, worse_by_at_most
+from feedback.canary import Policy, Tally, decide, fisher_worse, look, wilson, worse_by_at_most
 
 POLICY = Policy(min_votes=50, max_votes=500, looks=5, alpha=0.05, margin=0.08)
 

@@ -20,6 +20,10 @@ import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
+from feedback import queries
+from feedback.db import Database
+from feedback.models import Canary
+
 ACTIONS = ("wait", "promote", "rollback", "undecided")
 
 
@@ -141,3 +145,40 @@ def look(candidate: Tally, live: Tally, policy: Policy, *, looks_done: int) -> t
         reason = f"no decision after {looks_done} looks: {verdict.reason}"
         return Verdict("undecided", reason, verdict.p_worse, verdict.worse_by_at_most), looks_done
     return verdict, looks_done
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An open or finished canary with both sides' votes so far, for status lines and pages."""
+
+    canary: Canary
+    candidate: Tally
+    live: Tally
+
+    def summary(self) -> str:
+        c = self.canary
+        lines = [f"Canary #{c.id}: {c.candidate} on {c.share:.0%} of threads beside {c.live} ({c.status})."]
+        for name, tally in ((c.candidate, self.candidate), (c.live, self.live)):
+            interval = tally.interval()
+            shown = (
+                f"{tally.rate:.0%} 👍 (95% interval {interval[0]:.0%}–{interval[1]:.0%})"
+                if interval and tally.rate is not None
+                else "no votes yet"
+            )
+            lines.append(f"  {name}: {tally.up} 👍 / {tally.down} 👎, {shown}")
+        if c.reason:
+            lines.append(f"  {c.reason}")
+        return "\n".join(lines)
+
+
+def standing(database: Database, canary: Canary) -> Standing:
+    with database.reader() as session:
+        votes = queries.canary_votes(session, canary)
+    return Standing(canary, Tally(*votes[canary.candidate]), Tally(*votes[canary.live]))
+
+
+def current(database: Database) -> Standing | None:
+    """The open canary, or else the latest one, with its votes; None when there never was one."""
+    with database.reader() as session:
+        canary = queries.open_canary(session) or queries.latest_canary(session)
+    return None if canary is None else standing(database, canary)
