@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,30 @@ def _active(database: Database) -> str | None:
     with database.reader() as session:
         active = queries.active_adapter(session)
     return active.name if active else None
+
+
+def test_with_a_canary_share_a_passing_candidate_opens_a_canary_beside_live(
+    database: Database, client: ModelClient, live: str, base_model_dir: Path, tmp_path: Path
+) -> None:
+    config = replace(
+        _config(base_model_dir, tmp_path, live, margin=1.0, corrected_min_rate=0.0), canary_share=0.3
+    )
+    run_id = _queue(database)
+    outcome = run_retrain(config, database, client, run_id=run_id, dataset=_dataset)
+    assert outcome.status == "canary", outcome.reason
+    candidate = live.replace("-v1", "-v2")
+    assert _active(database) == live and candidate in client.models()  # live keeps the rest
+    with database.reader() as session:
+        canary = queries.open_canary(session)
+    assert canary is not None and (canary.candidate, canary.live, canary.share, canary.run_id) == (
+        candidate,
+        live,
+        0.3,
+        run_id,
+    )
+    assert _run(database, run_id).status == "canary"
+    skipped = run_retrain(config, database, client, run_id=_queue(database), dataset=_dataset)
+    assert skipped.status == "skipped" and "canary is still open" in (skipped.reason or "")
 
 
 def test_a_passing_candidate_is_registered_and_promoted(

@@ -265,3 +265,40 @@ def test_the_hourly_review_sampling_runs_and_survives_a_failure(database: Databa
     assert "sampling answers for review failed" in caplog.text
     assert jobs.sample_for_review() == [7]
     assert Jobs(database, FakeRetrain(database)).sample_for_review() == []  # REVIEW_DAILY_BUDGET=0
+
+
+def test_the_canary_check_acts_then_tells_the_admins_each_step_once(database: Database) -> None:
+    with database.writer() as s:
+        canary = store.open_canary(s, candidate="kb-v2", live="kb-v1", share=0.2, run_id=None, note="opened")
+    told: list[str] = []
+    checks: list[int] = []
+
+    def check() -> None:  # an admin stopped it meanwhile, say, from the bot
+        checks.append(1)
+        with database.writer() as s:
+            store.close_canary(
+                s, canary_id=canary.id or 0, status="stopped", reason="Stopped by U1.", actor="U1"
+            )
+
+    jobs = Jobs(database, FakeRetrain(database), canary=check, tell=told.append)
+    assert jobs.check_canary() == 2
+    assert told == ["Canary #1 (kb-v2): opened", "Canary #1 (kb-v2): Stopped by U1."]
+    jobs.canary = None
+    assert jobs.check_canary() == 0 and len(told) == 2  # told once
+
+
+def test_a_failing_canary_check_or_channel_is_retried_next_time(database: Database) -> None:
+    with database.writer() as s:
+        store.open_canary(s, candidate="kb-v2", live="kb-v1", share=0.2, run_id=None, note="opened")
+
+    def broken(text: str) -> None:
+        raise ConnectionError("Slack is down")
+
+    def failing() -> None:
+        raise RuntimeError("model server gone")
+
+    jobs = Jobs(database, FakeRetrain(database), canary=failing, tell=broken)
+    assert jobs.check_canary() == 0
+    told: list[str] = []
+    jobs.tell = told.append
+    assert jobs.check_canary() == 1 and told == ["Canary #1 (kb-v2): opened"]
