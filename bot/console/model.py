@@ -1,7 +1,9 @@
-"""The model page: the adapter serving now, every version with its figures, recent retrain runs with
-their loss curves, and the buttons to retrain now and to roll back (the same `AdminCommands` as
-`/chatbot retrain` and `/chatbot rollback`); beside them, who switched adapters and the admin
-attempts that were refused (Slack, Teams, the console), for an admin to audit both."""
+"""The model page: the adapter serving now, the canary (its candidate's 👍 rate against live's, with
+intervals, its steps, and buttons to promote or stop it), every version with its figures, recent
+retrain runs with their loss curves, and the buttons to retrain now and to roll back (the same
+`AdminCommands` as `/chatbot retrain`, `/chatbot rollback` and `/chatbot canary`); beside them, who
+switched adapters and the admin attempts that were refused (Slack, Teams, the console), for an admin
+to audit both."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from bot.admin import figure, flatten, when
 from bot.console.core import admin_action, admin_name, admin_page, console_of
+from feedback import canary as canary_rule
 from feedback import queries
 from feedback.models import AdapterVersion, RetrainRun
 
@@ -32,6 +35,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/console/model", model_page),
         web.post("/console/model/retrain", retrain),
         web.post("/console/model/rollback", rollback),
+        web.post("/console/model/canary/{action:promote|stop}", canary_action),
         web.get(r"/console/model/adapters/{name}/loss_curve.png", loss_curve),
     ]
 
@@ -94,6 +98,7 @@ def _read(console_database: Any) -> dict[str, Any]:
         for r in runs
     ]
     return {
+        "canary": canary_rule.current(console_database),
         "active": active,
         "versions": versions,
         "runs": run_views,
@@ -149,6 +154,16 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     if admin is None:
         return await _page(request, notice=NO_ADMIN, status=503)
     reply = await admin.roll_back(admin_name(request))
+    raise _after(request, reply.text)
+
+
+@admin_action
+async def canary_action(request: web.Request) -> web.StreamResponse:
+    """Promote the open canary's candidate now, or stop it (the same as `/chatbot canary`)."""
+    admin = console_of(request).deps.admin
+    if admin is None:
+        return await _page(request, notice=NO_ADMIN, status=503)
+    reply = await admin.canary(admin_name(request), request.match_info["action"])
     raise _after(request, reply.text)
 
 

@@ -240,6 +240,34 @@ async def test_the_rollback_button(database: Database, tmp_path: Path) -> None:
         assert (change.action, change.actor) == ("rollback", ADMIN)
 
 
+async def test_the_model_page_shows_the_canary_and_stops_it(database: Database, tmp_path: Path) -> None:
+    async with running_console(database, tmp_path) as c:
+        seed.adapters(database, "kb-v1")
+        with database.writer() as s:
+            store.register_adapter(s, name="kb-v2", path="/adapters/kb-v2", base_model="smollm2")
+            store.open_canary(s, candidate="kb-v2", live="kb-v1", share=0.2, run_id=None, note="kb-v2 opened")
+        seed.votes(database, adapter="kb-v2", up=3, down=1)
+        seed.votes(database, adapter="kb-v1", up=10, down=0)
+        await c.login()
+        page = (await c.http.get("/console/model")).text
+        assert 'data-testid="canary" data-status="running" data-candidate="kb-v2"' in page
+        side = re.search(
+            r'data-model="kb-v2"><th>kb-v2</th><td>3</td><td>1</td>\s*<td>75%</td>\s*<td>(\d+)–(\d+)%', page
+        )
+        assert side is not None and int(side.group(1)) < 75 < int(side.group(2))
+        assert "kb-v2 opened" in page and 'data-testid="canary-stop"' in page
+        csrf = await c.csrf()
+        response = await c.http.post("/console/model/canary/stop", data={"csrf": csrf}, follow_redirects=True)
+        assert "Stopped: every question goes to kb-v1 again; kb-v2 is rolled back." in response.text
+        assert 'data-testid="canary-status">stopped</strong>' in response.text
+        assert 'data-testid="canary-stop"' not in response.text
+        with database.reader() as s:
+            canary = queries.latest_canary(s)
+        assert canary is not None and (canary.status, canary.decided_by) == ("stopped", ADMIN)
+        bad = await c.http.post("/console/model/canary/merge", data={"csrf": csrf})
+        assert bad.status_code in (404, 405)
+
+
 async def test_the_model_page_shows_versions_runs_and_loss_curves(database: Database, tmp_path: Path) -> None:
     folder = tmp_path / "adapters" / "kb-v1"
     folder.mkdir(parents=True)
