@@ -1,4 +1,5 @@
-"""Admin commands, for any platform: `retrain`, `status`, `rollback`, `adapters`, `canary`, `help`.
+"""Admin commands, for any platform: `retrain`, `status`, `rollback`, `adapters`, `canary`, `gaps`,
+`help`.
 
 A platform adapter passes the caller's user id and the command text to `AdminCommands.handle` and
 shows the `AdminReply` it gets back (plain text with bullets, fit for Slack and Teams alike). Only
@@ -27,7 +28,8 @@ from model_server.errors import ModelServerError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("retrain", "status", "rollback", "adapters", "canary", "help")
+COMMANDS = ("retrain", "status", "rollback", "adapters", "canary", "gaps", "help")
+GAPS_SHOWN = 10
 CANARY_ACTIONS = ("status", "promote", "stop")
 RECENT_RUNS = 5
 MAX_FIGURES = 16
@@ -49,7 +51,8 @@ HELP = (
     "• adapters – every adapter version, the active and previous ones marked.\n"
     "• canary [status|promote|stop] – the candidate answering a share of conversations: its 👍 rate "
     "against live's; promote it now, or stop it (all traffic back to live at once, as `rollback` "
-    "does during a canary)."
+    "does during a canary).\n"
+    "• gaps – questions the documents did not answer (retrieval misses), grouped by the page found instead."
 )
 NO_CANARY = "No canary is open: a candidate that passes the gate opens one (CANARY_SHARE)."
 
@@ -97,7 +100,12 @@ class AdminCommands:
             return await self._rollback_command(user_id)
         if command == "canary":
             return await self.canary(user_id, words[1].lower() if len(words) > 1 else "status")
-        work = {"retrain": self._retrain, "status": self._status, "adapters": self._adapters}[command]
+        work = {
+            "retrain": self._retrain,
+            "status": self._status,
+            "adapters": self._adapters,
+            "gaps": self._gaps,
+        }[command]
         # The store is synchronous; keep the event loop free for other users meanwhile.
         return await asyncio.to_thread(work, user_id)
 
@@ -205,6 +213,20 @@ class AdminCommands:
             lines.append(f"• {row.name}{mark} – {row.status}, from {row.parent or 'base'}, {created}")
         if possible and previous is None:
             lines.append("A rollback goes back to the base model.")
+        return AdminReply("\n".join(lines))
+
+    def _gaps(self, _: str) -> AdminReply:
+        with self.database.reader() as session:
+            gaps = queries.documentation_gaps(session)
+        if not gaps:
+            return AdminReply(
+                "No documentation gaps found yet: no corrected or 👎 answer lacked its passage."
+            )
+        lines = ["Questions the documents did not answer, by the page search found instead:"]
+        for place, asked in gaps[:GAPS_SHOWN]:
+            lines.append(f"• {place} ({len(asked)}): " + "; ".join(f"“{q}”" for q in asked[:5]))
+        if len(gaps) > GAPS_SHOWN:
+            lines.append(f"… and {len(gaps) - GAPS_SHOWN} more groups on the console's quality page.")
         return AdminReply("\n".join(lines))
 
     def _canary_status(self) -> AdminReply:

@@ -28,6 +28,8 @@ REVIEW_DECISIONS = ("approve", "reject")
 CORRECTION_ORIGINS = ("user", "sampled")
 # What an approval of a sampled case keeps: the bot's answer, the teacher's draft, the reviewer's edit.
 REVIEW_CHOICES = ("bot", "draft", "edit")
+# Why a corrected or 👎 answer was wrong: the passages lacked the answer, or the model missed it.
+TRIAGE_KINDS = ("retrieval", "generation")
 ADAPTER_STATUSES = ("candidate", "active", "retired", "failed")
 # "canary": the gate passed and the candidate serves a share of questions until the votes decide;
 # "rolled_back": the votes (or an admin) sent it back during its canary.
@@ -95,6 +97,7 @@ class Vote(SQLModel, table=True):
         UniqueConstraint("answer_id", "user_id", name="uq_vote_answer_user"),
         CheckConstraint("value IN (-1, 1)", name="ck_vote_value"),
         CheckConstraint(_in("source", VOTE_SOURCES), name="ck_vote_source"),
+        CheckConstraint(f"triage IS NULL OR {_in('triage', TRIAGE_KINDS)}", name="ck_vote_triage"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -103,6 +106,8 @@ class Vote(SQLModel, table=True):
     value: int
     source: str = Field(max_length=16)
     comment: str | None = None
+    # A 👎's why (feedback.triage): the comment's, or its author's correction's; None: not known.
+    triage: str | None = Field(default=None, max_length=16)
     created_at: datetime = _when()
     updated_at: datetime = _when()
 
@@ -111,6 +116,7 @@ class Correction(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("status", CORRECTION_STATUSES), name="ck_correction_status"),
         CheckConstraint(_in("origin", CORRECTION_ORIGINS), name="ck_correction_origin"),
+        CheckConstraint(f"triage IS NULL OR {_in('triage', TRIAGE_KINDS)}", name="ck_correction_triage"),
         # The database itself refuses to queue one answer twice.
         Index(
             "uq_correction_sampled_answer",
@@ -132,6 +138,8 @@ class Correction(SQLModel, table=True):
     # new round, and only the current round's reviews count.
     review_round: int = Field(default=1)
     stale_reason: str | None = None  # why it is back in the queue, shown to reviewers
+    # Whether the passages the answer was given held what the correction says (feedback.triage).
+    triage: str | None = Field(default=None, max_length=16)
     # The review card in the review channel (Slack channel id and message ts), to update it.
     card_channel: str | None = Field(default=None, max_length=128)
     card_ref: str | None = Field(default=None, max_length=64)

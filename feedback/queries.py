@@ -590,3 +590,65 @@ def canary_votes(session: Session, canary: Canary) -> dict[str, tuple[int, int]]
     for adapter, value, n in rows:
         counts[adapter][0 if value > 0 else 1] += int(n)
     return {name: (up, down) for name, (up, down) in counts.items()}
+
+
+# --- triage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Miss:
+    """An answer someone said was wrong (a 👎, or a correction reviewers did not reject), and why."""
+
+    answer: Answer
+    question: Question
+    triage: str | None  # feedback.triage's kind; None: nothing said to tell
+
+
+def misses(session: Session) -> list[Miss]:
+    """Each wrongly answered question once: its approved or pending correction's triage first, else
+    a 👎's. A sampled case counts once reviewers kept a draft or an edit (the bot was wrong)."""
+    corrections = session.exec(
+        select(Correction).where(col(Correction.status) != "rejected").order_by(col(Correction.id))
+    ).all()
+    down = session.exec(select(Vote).where(col(Vote.value) < 0).order_by(col(Vote.id))).all()
+    why: dict[int, str | None] = {}
+    for vote in down:
+        why[vote.answer_id] = why.get(vote.answer_id) or vote.triage
+    for correction in corrections:
+        if correction.origin == "sampled" and (correction.status != "approved" or correction.triage is None):
+            continue
+        why[correction.answer_id] = correction.triage or why.get(correction.answer_id)
+    if not why:
+        return []
+    rows = session.exec(
+        select(Answer, Question)
+        .join(Question, col(Question.id) == col(Answer.question_id))
+        .where(col(Answer.id).in_(list(why)))
+        .order_by(col(Answer.id))
+    ).all()
+    return [Miss(answer, question, why[answer.id or 0]) for answer, question in rows]
+
+
+def misses_by_adapter(session: Session) -> list[tuple[str, dict[str, int]]]:
+    """Per adapter version (oldest first): how many misses were retrieval, generation, unknown."""
+    counts: dict[str, dict[str, int]] = {}
+    for miss in misses(session):
+        row = counts.setdefault(miss.answer.adapter, {"retrieval": 0, "generation": 0, "unknown": 0})
+        row[miss.triage or "unknown"] += 1
+    return list(counts.items())
+
+
+def documentation_gaps(session: Session, *, limit: int = 50) -> list[tuple[str, list[str]]]:
+    """The questions whose answers missed for want of the right passage, grouped by the page that
+    was retrieved instead (what the documents should have said, and where): biggest group first."""
+    groups: dict[str, list[str]] = {}
+    for miss in misses(session):
+        if miss.triage != "retrieval":
+            continue
+        sources = miss.answer.sources or []
+        place = str(sources[0].get("title") or sources[0].get("source")) if sources else "nothing retrieved"
+        asked = groups.setdefault(place, [])
+        if miss.question.text not in asked:
+            asked.append(miss.question.text)
+    ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return ranked[:limit]

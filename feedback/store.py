@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from feedback import errors, ids, queries
+from feedback import errors, ids, queries, triage
 from feedback.models import (
     PLATFORMS,
     REVIEW_CHOICES,
@@ -144,6 +144,19 @@ def attach_reply(session: Session, *, answer_id: int, reply_channel: str, reply_
 # --- votes ---------------------------------------------------------------------------------
 
 
+def _triage(session: Session, answer: Answer, said: str | None) -> str | None:
+    """Whether what a person said instead was in the passages `answer` was given (feedback.triage)."""
+    if not said or not said.strip():
+        return None
+    question = ids.get(session, Question, answer.question_id)
+    return triage.classify(
+        said,
+        question=question.text if question is not None else "",
+        answer=answer.text,
+        context=triage.context_of(answer.prompt),
+    )
+
+
 def record_vote(
     session: Session,
     *,
@@ -163,6 +176,16 @@ def record_vote(
         raise _refuse(session, errors.UnknownAnswer(answer_id))
     if value < 0 and answer.reviewed_correction_id is not None:
         _dispute(session, answer.reviewed_correction_id, answer_id=answer_id, comment=comment)
+    why = None
+    if value < 0:  # the comment's why, or else the one of the correction this person suggested
+        why = (
+            _triage(session, answer, comment)
+            or session.exec(
+                select(Correction.triage).where(
+                    Correction.answer_id == answer_id, Correction.author == user_id
+                )
+            ).first()
+        )
     now = utcnow()
     stmt = _insert(session, Vote).values(
         answer_id=answer_id,
@@ -170,12 +193,13 @@ def record_vote(
         value=value,
         source=source,
         comment=comment,
+        triage=why,
         created_at=now,
         updated_at=now,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["answer_id", "user_id"],
-        set_={"value": value, "source": source, "comment": comment, "updated_at": now},
+        set_={"value": value, "source": source, "comment": comment, "triage": why, "updated_at": now},
     )
     session.execute(stmt)
     session.commit()
@@ -222,9 +246,19 @@ def submit_correction(
     if answer.reviewed_correction_id is not None:
         _dispute(session, answer.reviewed_correction_id, answer_id=answer_id, comment=text, corrected=True)
     correction = Correction(
-        answer_id=answer_id, author=author, text=text.strip(), author_conversation=author_conversation
+        answer_id=answer_id,
+        author=author,
+        text=text.strip(),
+        author_conversation=author_conversation,
+        triage=_triage(session, answer, text),
     )
     session.add(correction)
+    if correction.triage is not None:  # the author's own 👎 on this answer has its why now
+        session.execute(
+            update(Vote)
+            .where(col(Vote.answer_id) == answer_id, col(Vote.user_id) == author, col(Vote.value) < 0)
+            .values(triage=correction.triage)
+        )
     session.commit()
     return correction
 
@@ -334,6 +368,7 @@ def review_correction(
         if approvals >= approvals_required:
             correction.status, correction.decided_at = "approved", utcnow()
             correction.stale_reason = None
+            _retriage(session, correction)
     session.add(correction)
     session.commit()
     return correction
@@ -380,9 +415,20 @@ def _review_sampled(
         correction.text = kept
         correction.status, correction.decided_at = "approved", utcnow()
         correction.stale_reason = None
+        # the bot was right: no miss; otherwise the approved text says what was missed
+        correction.triage = None
+        if choice != "bot":
+            _retriage(session, correction)
     session.add(correction)
     session.commit()
     return correction
+
+
+def _retriage(session: Session, correction: Correction) -> None:
+    """The approved text decides the triage (an edit may say something else than the suggestion)."""
+    answer = ids.get(session, Answer, correction.answer_id)
+    if answer is not None:
+        correction.triage = _triage(session, answer, correction.text)
 
 
 def approval_keys(session: Session, correction_id: int, review_round: int) -> list[tuple[str, str]]:

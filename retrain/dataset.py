@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from feedback import queries
+from feedback import queries, triage
 from feedback.models import Answer, Correction
 from retrain.pii import Scrubber
 
@@ -128,20 +128,26 @@ def build_dataset(
             continue
         example_id = f"correction:{correction.id}"
         origin = provenance(correction, answer)
-        candidates.append(
-            Example(
-                id=example_id,
-                kind="correction",
-                prompt=answer.prompt,
-                completion=correction.text,
-                # a confirmed answer replaced nothing: a positive example, not a preference pair
-                rejected=None if origin == "reviewer_confirmed" else answer.text,
-                provenance=origin,
-                # Always trained on: the gate checks every correction separately, and a
-                # correction held out for validation would never be learnt.
-                split="train",
+        # The passages lacked the answer: a documentation gap. Taught from them as served, the model
+        # would learn to answer without its sources; only the grounded twin (the correction as a
+        # passage) is kept, and correction recall serves it meanwhile.
+        if correction.triage == triage.RETRIEVAL:
+            dataset.dropped["retrieval_miss"] += 1
+        else:
+            candidates.append(
+                Example(
+                    id=example_id,
+                    kind="correction",
+                    prompt=answer.prompt,
+                    completion=correction.text,
+                    # a confirmed answer replaced nothing: a positive example, not a preference pair
+                    rejected=None if origin == "reviewer_confirmed" else answer.text,
+                    provenance=origin,
+                    # Always trained on: the gate checks every correction separately, and a
+                    # correction held out for validation would never be learnt.
+                    split="train",
+                )
             )
-        )
         answer_ids.append(answer.id or 0)
         if grounded_prompt_for is not None:
             grounded = grounded_prompt_for(answer.prompt[-1]["content"], correction.text)

@@ -1,5 +1,7 @@
 """The quality page: is the bot getting better? 👍 rate per adapter version and per day, answers per
-day, and the questions whose answers got the most 👎, as charts drawn on the server."""
+day, and the questions whose answers got the most 👎, as charts drawn on the server; why answers were
+wrong per adapter version (retrieval or generation misses, `feedback.triage`) and the documentation
+gaps the retrieval misses point at."""
 
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ def _read(database: Database, days: int) -> dict[str, Any]:
         by_day = queries.votes_by_day(session, since=since)
         answered = queries.answers_by_day(session, since=since)
         worst = queries.most_downvoted(session, limit=WORST)
+        misses = queries.misses_by_adapter(session)
+        gaps = queries.documentation_gaps(session)
     figures: dict[str, Markup | None] = {
         "rate_by_adapter": charts.bars(
             [(name, _rate(u, d)) for name, u, d in by_adapter],
@@ -80,6 +84,8 @@ def _read(database: Database, days: int) -> dict[str, Any]:
         "charts": figures,
         "by_adapter": [(name, u, d, _rate(u, d)) for name, u, d in by_adapter],
         "worst": worst,
+        "misses": misses,
+        "gaps": gaps,
         "total_answers": sum(n for _, n in answered),
     }
 

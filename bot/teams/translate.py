@@ -37,7 +37,7 @@ REVIEW_TEXT_INPUT = "review_text"
 REVIEW_REASON_INPUT = "review_reason"
 FEEDBACK_INVOKE = "message/submitAction"
 CARD_INVOKE = "adaptiveCard/action"
-ADMIN_COMMANDS = ("retrain", "status", "rollback", "adapters")
+ADMIN_COMMANDS = ("retrain", "status", "rollback", "adapters", "canary", "gaps")
 # A longer message, or a question, that starts with "status" is a question for the documents.
 ADMIN_MAX_WORDS = 4
 ID_LIMIT = 128

@@ -24,10 +24,14 @@ def served(question: str) -> list[dict[str, str]]:
     return [SYSTEM, {"role": "user", "content": question}]
 
 
-def _answer(db: Database, question: str, text: str, user: str = "U1") -> int:
+def _answer(db: Database, question: str, text: str, user: str = "U1", passages: str = "") -> int:
+    """`passages`: more than SYSTEM's in what the model was served."""
+    prompt = served(question)
+    if passages:
+        prompt = [{"role": "system", "content": f"{SYSTEM['content']}\n\n[2] More\n{passages}"}, prompt[1]]
     with db.writer() as s:
         q = store.record_question(s, platform="slack", user_id=user, text=question)
-        a = store.record_answer(s, question_id=q.id, text=text, adapter="base", prompt=served(question))
+        a = store.record_answer(s, question_id=q.id, text=text, adapter="base", prompt=prompt)
         assert a.id is not None
         return a.id
 
@@ -134,7 +138,10 @@ def test_each_correction_gets_a_grounded_twin_with_the_passages_of_its_answer(da
     )
     assert twin.prompt[0]["content"].endswith("You get 27 days a year.")
     assert by_id[f"correction:{leave_fix}"].prompt == served("How many leave days?")  # kept as served
-    assert f"grounded:{lunch_fix}" not in by_id and dataset.dropped == {"grounded_as_served": 1}
+    assert f"grounded:{lunch_fix}" not in by_id
+    # the served passages never said 15: a retrieval miss, not taught as served
+    assert f"correction:{lunch_fix}" not in by_id
+    assert dataset.dropped == {"grounded_as_served": 1, "retrieval_miss": 1}
     assert [e.kind for e in dataset.examples].count("grounded") == 1  # votes get no twin
     assert not any(e.kind == "grounded" for e in _build(database).examples)  # no builder, no twins
 
@@ -214,8 +221,8 @@ def test_invalid_lines_are_counted_not_written(tmp_path: Path) -> None:
 
 def test_reviewed_sampled_answers_join_with_their_provenance(database: Database, tmp_path: Path) -> None:
     confirmed = _answer(database, "How many leave days?", "You get 27 days a year.")
-    drafted = _answer(database, "Who runs payroll?", "Ask HR.")
-    corrected = _answer(database, "Where is the VPN guide?", "I do not know.")
+    drafted = _answer(database, "Who runs payroll?", "Ask HR.", passages="Finance Ops runs payroll.")
+    corrected = _answer(database, "Where is the VPN guide?", "I do not know.", passages="IT wiki: VPN.")
     with database.writer() as s:
         c = store.submit_correction(s, answer_id=corrected, author="U2", text="In the IT wiki, under VPN.")
         store.review_correction(s, correction_id=c.id or 0, reviewer="R1", decision="approve")

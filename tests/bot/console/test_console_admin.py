@@ -331,6 +331,37 @@ async def test_the_quality_page_draws_charts_from_real_rows(database: Database, 
         assert "9 answers in the last 30 days." in html
 
 
+async def test_the_quality_page_shows_misses_per_adapter_and_documentation_gaps(
+    database: Database, tmp_path: Path
+) -> None:
+    prompt = [
+        {"role": "system", "content": "Answer.\n\nDocuments:\n[1] Leave\nEveryone gets 26 days a year."},
+        {"role": "user", "content": "How much leave do interns get?"},
+    ]
+    with database.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="How much leave do interns get?")
+        a = store.record_answer(
+            s,
+            question_id=q.id or 0,
+            text="26 days.",
+            adapter="kb-v1",
+            prompt=prompt,
+            sources=[{"id": "p1", "title": "Leave > Allowance", "source": "leave.md"}],
+        )
+        store.submit_correction(s, answer_id=a.id or 0, author="U2", text="Interns get 13 days.")
+    seed.votes(database, adapter="kb-v2", up=0, down=1)  # a 👎 that says nothing
+    async with running_console(database, tmp_path) as c:
+        await c.login()
+        html = (await c.http.get("/console/quality")).text
+        row = re.search(
+            r'data-adapter="kb-v1"><td>kb-v1</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td>', html
+        )
+        assert row is not None and row.groups() == ("1", "0", "0")
+        assert 'data-adapter="kb-v2"><td>kb-v2</td><td>0</td><td>0</td><td>1</td>' in html
+        assert "<dt>Leave &gt; Allowance</dt>" in html
+        assert '<dd data-testid="gap-question">How much leave do interns get?</dd>' in html
+
+
 async def test_the_quality_page_without_data_says_so(database: Database, tmp_path: Path) -> None:
     async with running_console(database, tmp_path) as c:
         await c.login()
