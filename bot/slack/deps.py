@@ -19,7 +19,7 @@ class Deps:
     records: Records
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore = field(default_factory=answering_limit)
-    admin: AdminCommands | None = None  # `/chatbot retrain|status|rollback|adapters|canary|gaps`; None: not offered
+    admin: AdminCommands | None = None  # `/chatbot` and its admin commands; None: not offered
     # Corrections go to reviewers through this; without it they are only stored.
     review: ReviewDesk | None = None
     review_channel: str = ""  # where review cards are posted; empty: not posted
