@@ -108,7 +108,8 @@ def review_work(settings: Settings, database: Database) -> Callable[[], list[int
     type=float,
     default=POLL_SECONDS,
     show_default=True,
-    help="How often to look for queued runs.",
+    envvar="SCHEDULER_POLL_SECONDS",
+    help="How often to look for queued runs and at an open canary (env SCHEDULER_POLL_SECONDS).",
 )
 def scheduler(poll_seconds: float) -> None:
     """Run scheduled and admin-queued retrains (one at a time across processes) and housekeeping."""
