@@ -59,12 +59,12 @@ def test_the_scheduler_stores_its_jobs_and_stops_on_sigterm(tmp_path: Path) -> N
     try:
         deadline = time.monotonic() + 90
         jobs: set[str] = set()
-        while len(jobs) < 3 and time.monotonic() < deadline and process.poll() is None:
+        while len(jobs) < 5 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.5)
             with engine.connect() as conn:
                 if conn.execute(text(f"SELECT count(*) FROM {JOB_TABLE}")).scalar():
                     jobs = set(conn.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-        assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
+        assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample", "canary-check"}
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
