@@ -40,13 +40,16 @@ def list_adapters(session: Session) -> list[AdapterVersion]:
 
 def loaded_versions(session: Session, keep: int) -> list[AdapterVersion]:
     """The versions a model server should keep loaded: the active one, then the most recently
-    retired ones (instant rollback), `keep` in all."""
+    retired ones (instant rollback), `keep` in all; and an open canary's candidate besides."""
     active = active_adapter(session)
     retired = select(AdapterVersion).where(
         AdapterVersion.status == "retired", col(AdapterVersion.retired_at).is_not(None)
     )
     recent = list(session.exec(retired.order_by(col(AdapterVersion.retired_at).desc()).limit(keep)))
-    return ([active] if active else []) + recent[: keep - (1 if active else 0)]
+    wanted = ([active] if active else []) + recent[: keep - (1 if active else 0)]
+    canary = open_canary(session)
+    candidate = get_adapter(session, canary.candidate) if canary is not None else None
+    return wanted + ([candidate] if candidate is not None and candidate not in wanted else [])
 
 
 def rollback_target(session: Session) -> tuple[bool, str | None]:

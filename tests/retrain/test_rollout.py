@@ -17,7 +17,7 @@ from feedback.canary import Policy
 from feedback.db import Database
 from feedback.models import Canary, RetrainRun
 from model_server.client import ModelClient
-from retrain import rollout
+from retrain import promote, rollout
 from retrain.rollout import RolloutConfig
 from tests.support.fakes import FakeLoraServer
 
@@ -221,3 +221,15 @@ def test_a_second_scheduler_continues_the_canary_from_sql(
         assert canary is not None and canary.status == "rolled_back" and canary.looks_done == 1
     finally:
         other.dispose()
+
+
+def test_a_restarted_model_server_gets_both_sides_back(
+    database: Database, client: ModelClient, adapters: Path
+) -> None:
+    opened(database, client, adapters)
+    restarted = FakeLoraServer()  # only the base model, as after a restart
+    fresh = ModelClient("http://model.test", retries=0, transport=httpx.MockTransport(restarted))
+    report = promote.reconcile(database, fresh, keep=2)
+    assert sorted(report.loaded) == ["kb-v1", "kb-v2"] and {"kb-v1", "kb-v2"} <= set(restarted.served)
+    rollout.stop(database, fresh, actor="U1")
+    assert "kb-v2" not in restarted.served  # a stopped canary's candidate is unloaded again
