@@ -12,10 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot.common import load_settings
 from chatbot.settings import Settings
-from chatbot.wiring import open_database
+from chatbot.wiring import model_client, open_database
 from feedback import queries
 from model_server import catalog, launch
-from model_server.client import ModelClient
 from model_server.prepare import prepare_base_model, prepared_models, resolve_name
 from retrain import promote
 
@@ -88,12 +87,14 @@ def launcher(
             dtype=settings.vllm_dtype,
             adapters=_active_adapter_paths(settings),  # read again at every (re)start
         )
+        # The key travels in the environment (both servers read VLLM_API_KEY), never in `ps`.
+        key = settings.model_server_api_key.get_secret_value()
+        secret = {"VLLM_API_KEY": key} if key else {}
         if chosen == "vllm":
             assert vllm_python is not None
-            return launch.vllm_command(vllm_python, spec), launch.vllm_environment(
-                kv_cache_gib=settings.vllm_kv_cache_gib
-            )
-        return launch.engine_command(spec), {}
+            environment = launch.vllm_environment(kv_cache_gib=settings.vllm_kv_cache_gib)
+            return launch.vllm_command(vllm_python, spec), {**environment, **secret}
+        return launch.engine_command(spec), secret
 
     return make_launch
 
@@ -104,7 +105,7 @@ def reconciler(settings: Settings) -> Callable[[], object]:
     database = open_database(settings)
 
     def reconcile() -> object:
-        with ModelClient(settings.model_server_url) as client:
+        with model_client(settings) as client:
             return promote.reconcile(database, client, keep=settings.keep_loaded_adapters)
 
     return reconcile

@@ -11,10 +11,9 @@ import click
 from chatbot.cmd_feedback import adapters
 from chatbot.common import load_settings
 from chatbot.retraining import Retrainer, train_config
-from chatbot.wiring import open_database
+from chatbot.wiring import model_client, open_database
 from feedback import queries, store
 from feedback.models import utcnow
-from model_server.client import ModelClient
 from retrain import promote
 from retrain.schedule import STALE_AFTER
 
@@ -61,7 +60,7 @@ def retrain_command(actor: str | None, max_steps: int | None, epochs: float | No
 def adapters_promote(name: str, actor: str | None) -> None:
     """Make adapter NAME serve (loaded and checked on the model server first)."""
     settings = load_settings()
-    with ModelClient(settings.model_server_url) as client:
+    with model_client(settings) as client:
         promote.promote(
             open_database(settings),
             client,
@@ -78,7 +77,7 @@ def adapters_promote(name: str, actor: str | None) -> None:
 def adapters_rollback(actor: str | None) -> None:
     """Go back to the adapter that served before the current one."""
     settings = load_settings()
-    with ModelClient(settings.model_server_url) as client:
+    with model_client(settings) as client:
         now = promote.rollback(
             open_database(settings),
             client,
@@ -94,7 +93,7 @@ def adapters_reconcile() -> None:
     """Load into the model server what SQL says should serve; unload old versions."""
     settings = load_settings()
     database = open_database(settings)
-    with ModelClient(settings.model_server_url) as client:
+    with model_client(settings) as client:
         report = promote.reconcile(database, client, keep=settings.keep_loaded_adapters)
     with database.reader() as session:
         active = queries.active_adapter(session)

@@ -19,7 +19,7 @@ from chatbot.common import load_settings
 from chatbot.retraining import Retrainer, rollout_config
 from chatbot.scheduler_monitor import SchedulerMetrics, start_monitor
 from chatbot.settings import Settings, SettingsError
-from chatbot.wiring import open_database
+from chatbot.wiring import model_client, open_database
 from feedback import migrate
 from feedback.db import Database
 from feedback.models import RetrainRun
@@ -64,7 +64,7 @@ def canary_work(settings: Settings, database: Database) -> Callable[[], object]:
     config = rollout_config(settings)
 
     def work() -> object:
-        with ModelClient(settings.model_server_url, timeout=300.0) as client:
+        with model_client(settings, timeout=300.0) as client:
             return rollout.check(database, client, config)
 
     return work
@@ -81,7 +81,15 @@ def review_work(settings: Settings, database: Database) -> Callable[[], list[int
     sampler = Sampler(database, daily_budget=settings.review_daily_budget)
     teacher = None
     if settings.teacher_url and settings.teacher_model:
-        teacher = Teacher(ModelClient(settings.teacher_url, timeout=120, retries=0), settings.teacher_model)
+        teacher = Teacher(
+            ModelClient(
+                settings.teacher_url,
+                timeout=120,
+                retries=0,
+                api_key=settings.teacher_api_key.get_secret_value(),
+            ),
+            settings.teacher_model,
+        )
     local = None if teacher is not None else default_teacher(settings.data_dir, settings.base_model)
     if not settings.review_daily_budget and teacher is None and local is None:
         return None
@@ -142,8 +150,8 @@ def scheduler(poll_seconds: float) -> None:
     metrics.running.set_function(lambda: len(jobs.running))
 
     # Reported, not fatal: runs queue and wait; a retrain started meanwhile fails and says why.
-    model_client = ModelClient(settings.model_server_url, retries=0)
-    model = ThreadedHealthCache(lambda seconds: model_client.health(timeout=seconds))
+    health_client = model_client(settings, retries=0)
+    model = ThreadedHealthCache(lambda seconds: health_client.health(timeout=seconds))
 
     def health() -> dict[str, object]:
         if not runner.running:
@@ -177,7 +185,7 @@ def scheduler(poll_seconds: float) -> None:
             runner.shutdown(wait=False)
         if monitor is not None:
             monitor.close()
-        model_client.close()
+        health_client.close()
         database.dispose()
     if interrupted:
         # Training cannot be stopped from outside its thread, and it must not promote anything

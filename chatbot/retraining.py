@@ -18,10 +18,9 @@ from bot.knowledge import KnowledgeBase
 from bot.knowledge.evaluate import load_questions
 from bot.prompts import PromptStyle, build_messages
 from chatbot.settings import Settings
-from chatbot.wiring import open_knowledge, prompt_style, token_counter
+from chatbot.wiring import model_client, open_knowledge, prompt_style, token_counter
 from feedback.db import Database
 from model_server import catalog, launch
-from model_server.client import ModelClient
 from model_server.prepare import model_dir_for, prepare_base_model
 from retrain.dataset import (
     Dataset,
@@ -70,7 +69,7 @@ class Retrainer:
     def __call__(self, *, run_id: int) -> RetrainOutcome:
         from retrain.job import run_retrain
 
-        with ModelClient(self.settings.model_server_url, timeout=300.0) as client:
+        with model_client(self.settings, timeout=300.0) as client:
             return run_retrain(
                 self.config,
                 self.database,

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in DATA_DIR.")
 
     model_server_url: str = Field("http://127.0.0.1:8000", description="Base URL of the model server.")
+    model_server_api_key: SecretStr = Field(
+        SecretStr(""),
+        description="The model server wants this bearer token on every /v1 request (vLLM's --api-key; "
+        "`chatbot model-server` starts it so), adapters included; every client sends it. Empty: open.",
+    )
     answer_timeout_seconds: float = Field(
         30.0,
         gt=0,
@@ -147,6 +152,7 @@ class Settings(BaseSettings):
         "model when it is larger than the served one, else no drafts.",
     )
     teacher_model: str = Field("", description="The model name to ask at TEACHER_URL.")
+    teacher_api_key: SecretStr = Field(SecretStr(""), description="A bearer token TEACHER_URL wants, if any.")
     review_drafts_per_run: int = Field(
         10, ge=0, description="Drafts the teacher writes per hourly run, at most."
     )

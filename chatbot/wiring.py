@@ -19,7 +19,7 @@ from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
 from model_server import catalog
-from model_server.client import AsyncModelClient
+from model_server.client import AsyncModelClient, ModelClient
 from model_server.prepare import prepare_base_model
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "bot" / "knowledge" / "sample"
@@ -46,6 +46,17 @@ def token_counter(model_dir: Path) -> TokenCounter:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def model_client(settings: Settings, *, timeout: float = 120.0, retries: int = 2) -> ModelClient:
+    """A client of MODEL_SERVER_URL that sends MODEL_SERVER_API_KEY."""
+    key = settings.model_server_api_key.get_secret_value()
+    return ModelClient(settings.model_server_url, timeout=timeout, retries=retries, api_key=key)
+
+
+def async_model_client(settings: Settings) -> AsyncModelClient:
+    key = settings.model_server_api_key.get_secret_value()
+    return AsyncModelClient(settings.model_server_url, api_key=key)
 
 
 def active_model(database: Database, served_model_name: str, ttl: float = 2.0) -> Callable[[], str]:
@@ -76,7 +87,7 @@ def build_pipeline(
     model_dir = prepare_base_model(settings.data_dir, settings.base_model, progress=False)
     return Pipeline(
         retriever=knowledge,
-        client=AsyncModelClient(settings.model_server_url),
+        client=async_model_client(settings),
         model_name=active_model(database, settings.served_model_name),
         database=database,
         count_tokens=token_counter(model_dir),
@@ -142,20 +153,18 @@ def admin_actions(settings: Settings, database: Database) -> AdminCommands:
     whose admins sign in with ADMIN_TOKEN): `retrain_now`, `roll_back`."""
 
     def rollback(actor: str) -> None:
-        from model_server.client import ModelClient
         from retrain.promote import rollback as roll_back
 
-        with ModelClient(settings.model_server_url) as client:
+        with model_client(settings) as client:
             roll_back(
                 database, client, actor=actor, keep=settings.keep_loaded_adapters, reason="/chatbot rollback"
             )
 
     def canary(action: str, actor: str) -> None:
-        from model_server.client import ModelClient
         from retrain import rollout
 
         keep = settings.keep_loaded_adapters
-        with ModelClient(settings.model_server_url) as client:
+        with model_client(settings) as client:
             if action == "promote":
                 rollout.promote_now(database, client, actor=actor, keep=keep)
             else:

@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 
 class AsyncModelClient:
-    """`transport` lets tests hand in an `httpx.MockTransport`."""
+    """`api_key`: sent as a bearer token (vLLM's `--api-key`, the engine's too). `transport` lets
+    tests hand in an `httpx.MockTransport`."""
 
     def __init__(
         self,
@@ -46,11 +47,15 @@ class AsyncModelClient:
         *,
         timeout: float = 120.0,
         retries: int = 2,
+        api_key: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -123,9 +128,12 @@ class ModelClient:
         *,
         timeout: float = 120.0,
         retries: int = 2,
+        api_key: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = AsyncModelClient(base_url, timeout=timeout, retries=retries, transport=transport)
+        self._client = AsyncModelClient(
+            base_url, timeout=timeout, retries=retries, api_key=api_key, transport=transport
+        )
         self.base_url = self._client.base_url
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:

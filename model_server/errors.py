@@ -36,6 +36,10 @@ class BadRequest(ModelServerRefused):
     pass
 
 
+class NotAuthorized(ModelServerRefused):
+    """The server wants an API key, and this one was missing or wrong."""
+
+
 class ModelNotFound(ModelServerRefused):
     pass
 

@@ -22,6 +22,7 @@ from model_server.errors import (
     ModelNotFound,
     ModelServerRefused,
     ModelServerUnavailable,
+    NotAuthorized,
 )
 
 CHAT = "/v1/chat/completions"
@@ -188,6 +189,12 @@ def _error_message(body: Any) -> str:
 
 def _refusal(status: int, body: Any, *, adapter_call: bool = False) -> ModelServerRefused:
     message = _error_message(body)
+    if status == 401:
+        return NotAuthorized(
+            status,
+            "The model server refused this request's API key: set MODEL_SERVER_API_KEY to the key it "
+            "was started with.",
+        )
     if adapter_call:
         # vLLM answers 500 for adapters it cannot serve (rank over the limit, modules_to_save),
         # 404 for a missing path and 400 for a name in use; each message says why.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from aiohttp import web
 
@@ -52,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to let requests finish")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VLLM_API_KEY", ""),
+        help="/v1 routes want this bearer token (default: VLLM_API_KEY, as vLLM reads it)",
+    )
     # accepted so that a vLLM command line works unchanged; LoRA is always on here
     parser.add_argument("--enable-lora", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # run_app turns SIGINT/SIGTERM into a graceful stop: no new connections, running ones finish
         web.run_app(
-            create_app(engine),
+            create_app(engine, api_key=args.api_key),
             host=args.host,
             port=args.port,
             shutdown_timeout=args.shutdown_timeout,

@@ -12,6 +12,7 @@ and status in one middleware.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 ENGINE = web.AppKey("engine", Engine)
 
 
-def create_app(engine: Engine) -> web.Application:
-    """The HTTP application over `engine`; closing the engine stays with whoever created it."""
-    app = web.Application(middlewares=[_errors], client_max_size=64 * 1024**2)
+def create_app(engine: Engine, *, api_key: str = "") -> web.Application:
+    """The HTTP application over `engine`; closing the engine stays with whoever created it. With
+    `api_key`, every /v1 route wants it as a bearer token, as vLLM's `--api-key` does."""
+    middlewares = [_errors] if not api_key else [_needs_key(api_key), _errors]
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app[ENGINE] = engine
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", list_models)
@@ -50,6 +53,20 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     # compact, non-ASCII kept: what vLLM's JSONResponse sends
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return web.Response(text=text, status=status, content_type="application/json")
+
+
+def _needs_key(api_key: str) -> Any:
+    expected = f"Bearer {api_key}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if request.path.startswith("/v1") and not hmac.compare_digest(given, expected):
+            return _json({"error": "Unauthorized"}, 401)  # vLLM's answer, word for word
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
 
 
 @web.middleware

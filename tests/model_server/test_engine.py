@@ -21,7 +21,9 @@ import pytest
 import torch
 from aiohttp import web
 
+from model_server.client import AsyncModelClient
 from model_server.engine import Engine, EngineConfig, create_app
+from model_server.errors import NotAuthorized
 from tests.support.lora import make_foreign_lora, make_ia3, make_lora
 
 pytestmark = pytest.mark.slow
@@ -463,3 +465,26 @@ async def test_concurrent_requests_are_batched(client: httpx.AsyncClient, engine
     print(f"\nsingle: {16 / one:.1f} tokens/s; 8 concurrent: {8 * 16 / together:.1f} tokens/s aggregate")
     assert together < 0.6 * 8 * one
     assert engine.worker.stats.peak_rows >= 8
+
+
+async def test_with_an_api_key_every_v1_route_wants_it(engine: Engine, adapters: dict[str, Path]) -> None:
+    with serve(create_app(engine, api_key="s3cret")) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+            assert (await http.get("/health")).status_code == 200  # load balancers ask without one
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                refused = await http.get("/v1/models", headers=headers)
+                assert (refused.status_code, refused.json()) == (401, {"error": "Unauthorized"})
+            body = {"lora_name": "keyless", "lora_path": str(adapters["a"])}
+            assert (await http.post("/v1/load_lora_adapter", json=body)).status_code == 401
+        keyed = AsyncModelClient(url, api_key="s3cret", retries=0)
+        keyless = AsyncModelClient(url, retries=0)
+        try:
+            assert "base" in await keyed.models()
+            with pytest.raises(NotAuthorized, match="MODEL_SERVER_API_KEY"):
+                await keyless.models()
+            with pytest.raises(NotAuthorized):
+                await keyless.load_adapter("keyless", str(adapters["a"]))
+            assert "keyless" not in await keyed.models()
+        finally:
+            await keyed.aclose()
+            await keyless.aclose()
