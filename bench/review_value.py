@@ -214,7 +214,8 @@ def retrain_on(
     before = asyncio.run(ask_test("test, before"))
     # Without the sample set's seed examples, which every retrain of a sample install carries: the
     # drafts alone.
-    settings = Settings(base_model=args.student, sample_knowledge=False)
+    # No canary either: the candidate is measured on the test split directly.
+    settings = Settings(base_model=args.student, sample_knowledge=False, canary_share=0)
     (workdir / "models").symlink_to(prepare_base_model(Path(args.data_dir), args.student).parent)
     retrainer = Retrainer(
         settings.model_copy(update={"data_dir": workdir, "model_server_url": url}), database, knowledge=kb
@@ -224,7 +225,7 @@ def retrain_on(
     started = time.perf_counter()
     outcome = retrainer(run_id=run.id or 0)
     seconds = round(time.perf_counter() - started, 1)
-    if outcome.status == "rejected" and outcome.adapter:
+    if outcome.status in ("rejected", "canary") and outcome.adapter:
         with ModelClient(url, timeout=600) as client:
             promote.make_servable(
                 client, outcome.adapter, str(retrainer.config.adapters_dir / outcome.adapter)
