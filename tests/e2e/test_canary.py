@@ -9,7 +9,8 @@ gets 👎 where the live adapter gets 👍: the check rolls it back by itself, t
 every question goes to live again.
 
 The canary decides at one look after 5 votes on each side (CANARY_MIN_VOTES = CANARY_MAX_VOTES = 5)
-and the margin is wide, so a few questions decide it; the decision rule itself is tested on vote
+and the margin is wide, so a few questions decide it (and the gate's margins are wide, so that both
+candidates reach their canary); the decision rule itself is tested on vote
 counts in tests/feedback/test_canary.py and measured by bench/canary.py.
 """
 
@@ -61,6 +62,10 @@ def stack(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "CANARY_MAX_VOTES": "5",
         "CANARY_MARGIN": "0.9",
         "SCHEDULER_POLL_SECONDS": "3",
+        # The second candidate must reach its canary whatever one more retrain of a 135M model on a
+        # handful of examples does to the validation split: the gate is test_loop's subject, not this.
+        "GATE_MARGIN": "1",
+        "GATE_LOSS_MARGIN": "10",
     }
     with running_stack(tmp_path_factory.mktemp("canary"), **settings) as running:
         running.start()
