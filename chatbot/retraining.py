@@ -32,7 +32,7 @@ from retrain.dataset import (
     grounded_query,
 )
 from retrain.gate import GateConfig, question_key
-from retrain.pii import Scrubber
+from retrain.pii import make_scrubber
 
 if TYPE_CHECKING:  # torch and TRL: imported on the first run, not when a scheduler starts
     from retrain.job import JobConfig, RetrainOutcome
@@ -170,7 +170,7 @@ def training_data(settings: Settings, database: Database, knowledge: KnowledgeBa
             seeds=seeds,
             prompt_for=served,
             grounded_prompt_for=grounded,
-            scrubber=Scrubber(),
+            scrubber=make_scrubber(settings.pii_scrubber),
             count_tokens=token_counter(model_dir),
             max_tokens=settings.max_model_len,
             opted_out=settings.opt_out_users,

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         "this, the bot says it could not find it. 0 asks nothing (default: the base model's).",
     )
     admin_channel: str = Field("", description="Slack channel id where retrain results are posted.")
+    pii_scrubber: Literal["presidio", "regex"] = Field(
+        "presidio",
+        description="What takes personal data out of training data, exports and indexed corrections: "
+        "presidio (names, addresses, ID numbers and our patterns) or regex (patterns alone).",
+    )
     canary_share: float = Field(
         0.2,
         ge=0,

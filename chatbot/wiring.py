@@ -4,7 +4,7 @@ settings. This is the one place where the packages meet, so bot/ and retrain/ st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.admin import AdminCommands
@@ -137,7 +137,21 @@ def review_desk(
         database or open_database(settings),
         review_policy(settings),
         knowledge=knowledge or open_knowledge(settings),
+        scrub=scrubbing(settings),
     )
+
+
+def scrubbing(settings: Settings) -> Callable[[str, Sequence[str]], str]:
+    """PII_SCRUBBER's scrub, letting through what `published` (company documents) says."""
+
+    def scrub(text: str, published: Sequence[str]) -> str:
+        from retrain.pii import make_scrubber  # Presidio loads spaCy: only once something is indexed
+
+        scrubber = make_scrubber(settings.pii_scrubber)
+        scrubber.allow(published)
+        return scrubber.scrub(text)
+
+    return scrub
 
 
 def admin_commands(settings: Settings, database: Database) -> AdminCommands | None:

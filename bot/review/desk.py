@@ -16,7 +16,7 @@ metadata), so the next question like it retrieves it and the answer cites it, be
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -96,13 +96,24 @@ def correction_document(question: str, corrected_answer: str) -> str:
     return f"Question: {question.strip()}\n\nAnswer: {corrected_answer.strip()}"
 
 
+# Takes personal data out of a text before it is indexed; the second argument is what the company
+# published (the passages the answer was given), which passes as it is.
+Scrub = Callable[[str, Sequence[str]], str]
+
+
 class ReviewDesk:
     def __init__(
-        self, database: Database, policy: ReviewPolicy, *, knowledge: KnowledgeWriter | None = None
+        self,
+        database: Database,
+        policy: ReviewPolicy,
+        *,
+        knowledge: KnowledgeWriter | None = None,
+        scrub: Scrub | None = None,
     ) -> None:
         self.database = database
         self.policy = policy
         self.knowledge = knowledge
+        self.scrub = scrub
 
     def is_reviewer(self, user_id: str) -> bool:
         return user_id in self.policy.reviewers
@@ -234,9 +245,13 @@ class ReviewDesk:
             "approved_by": case.approvals,
             "approved_at": decided.isoformat(),
         }
+        document = correction_document(case.question.text, correction.text)
         try:
+            if self.scrub is not None:  # a person's words, indexed for every later question to see
+                published = [m["content"] for m in case.answer.prompt or [] if m.get("role") == "system"]
+                document = self.scrub(document, published)
             self.knowledge.add_document(
-                correction_document(case.question.text, correction.text),
+                document,
                 source=correction_source(correction.id or 0),
                 title=correction_title(correction.id or 0),
                 metadata=metadata,

@@ -232,3 +232,30 @@ async def test_a_changed_source_sends_the_correction_back_for_review(
         p.source for p in kb.search("annual leave days")
     }
     await pipeline.client.aclose()
+
+
+@pytest.mark.parametrize("scrubber", ["regex", "presidio"])
+def test_an_approved_correction_is_scrubbed_before_it_is_indexed(
+    database: Database, tmp_path: Path, scrubber: str
+) -> None:
+    if scrubber == "presidio":
+        pytest.importorskip("presidio_analyzer", reason="presidio-analyzer is not installed")
+    from chatbot.settings import Settings
+    from chatbot.wiring import scrubbing
+
+    kb = KnowledgeBase.open(tmp_path / "index", HashingEmbedder())
+    scrub = scrubbing(Settings(data_dir=tmp_path, pii_scrubber=scrubber))  # type: ignore[arg-type]
+    desk = ReviewDesk(database, ReviewPolicy.of(reviewers=["R1"]), knowledge=kb, scrub=scrub)
+    with database.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="Who fixes laptops?", channel="C1")
+        desk_phone = "Documents:\n[1] IT\nThe IT desk answers on +31 10 555 0100."
+        prompt = [{"role": "system", "content": desk_phone}, {"role": "user", "content": "Who fixes laptops?"}]
+        a = store.record_answer(s, question_id=q.id or 0, text="Ask IT.", adapter="base", prompt=prompt)
+    text = "Call the IT desk on +31 10 555 0100, or my mobile +31 6 1234 5678 (ask for Maria Gonzalez)."
+    case = desk.submit(answer_id=a.id or 0, author="U2", text=text)
+    assert desk.decide(case.correction.id or 0, reviewer="R1", decision="approve").indexed
+    [passage] = [p for p in kb.search("IT desk laptops mobile") if p.source.startswith("correction:")]
+    assert "+31 10 555 0100" in passage.text  # the company's published number stays
+    assert "1234 5678" not in passage.text and "[PHONE]" in passage.text
+    if scrubber == "presidio":
+        assert "Maria Gonzalez" not in passage.text and "[PERSON]" in passage.text
