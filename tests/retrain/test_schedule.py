@@ -181,7 +181,7 @@ def test_scheduler_processes_share_the_queue_and_train_one_at_a_time(
     assert [r.status for r in _runs(database)] == ["promoted"] * 3
     with database.reader() as s:
         jobs = set(s.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-    assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
+    assert jobs == {"retrain-cron", "retrain-poll", "prune-events", "review-sample", "canary-check"}
 
 
 def test_prune_events_forgets_only_old_deliveries(database: Database) -> None:
@@ -207,7 +207,7 @@ def test_scheduler_jobs_are_stored_in_sql_and_replaced_on_restart(database: Data
         scheduler.shutdown()
     with database.reader() as s:
         ids = set(s.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
-    assert ids == {"retrain-cron", "retrain-poll", "prune-events", "review-sample"}
+    assert ids == {"retrain-cron", "retrain-poll", "prune-events", "review-sample", "canary-check"}
     scheduler = build_scheduler(jobs, cron="30 4 * * 1-5", blocking=False)
     scheduler.start(paused=True)
     trigger = scheduler.get_job("retrain-cron").trigger
