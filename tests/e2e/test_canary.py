@@ -8,7 +8,7 @@ model. 👍 on both sides: the scheduler's canary check promotes it. Then a seco
 gets 👎 where the live adapter gets 👍: the check rolls it back by itself, the run is marked so and
 every question goes to live again.
 
-The canary decides at one look after 5 votes on each side (CANARY_MIN_VOTES = CANARY_MAX_VOTES = 5)
+The canary decides at one look after 4 votes on each side (CANARY_MIN_VOTES = CANARY_MAX_VOTES = 4)
 and the margin is wide, so a few questions decide it (and the gate's margins are wide, so that both
 candidates reach their canary); the decision rule itself is tested on vote
 counts in tests/feedback/test_canary.py and measured by bench/canary.py.
@@ -58,8 +58,10 @@ def stack(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "RETRAIN_LEARNING_RATE": "0.002",
         "RETRAIN_CRON": "0 3 1 1 *",
         "CANARY_SHARE": "0.5",
-        "CANARY_MIN_VOTES": "5",
-        "CANARY_MAX_VOTES": "5",
+        "CANARY_MIN_VOTES": "4",
+        "CANARY_MAX_VOTES": "4",
+        # the corrections first, and little else: the second retrain stays as quick as the first
+        "RETRAIN_MAX_EXAMPLES": "4",
         "CANARY_MARGIN": "0.9",
         "SCHEDULER_POLL_SECONDS": "3",
         # The second candidate must reach its canary whatever one more retrain of a 135M model on a
@@ -161,8 +163,8 @@ def test_a_candidate_earns_its_traffic_then_a_worse_one_is_rolled_back(
     )
 
     # Both sides answer; everyone likes both: not worse, so the scheduler promotes it.
-    sides = traffic(stack, database, ("kb-v1", "base"), 5)
-    react(stack, sides["kb-v1"][:5] + sides["base"][:5], "+1")
+    sides = traffic(stack, database, ("kb-v1", "base"), 4)
+    react(stack, sides["kb-v1"][:4] + sides["base"][:4], "+1")
     promoted = wait(
         "the promotion", lambda: (c := canary(database)) is not None and c.status == "promoted" and c, 60
     )
@@ -178,9 +180,9 @@ def test_a_candidate_earns_its_traffic_then_a_worse_one_is_rolled_back(
     second = retrain(stack, database, 2)
     assert second.status == "canary", f"{second.status}: {second.error or second.decision}"
     assert (canary(database).candidate, canary(database).live) == ("kb-v2", "kb-v1")  # type: ignore[union-attr]
-    sides = traffic(stack, database, ("kb-v2", "kb-v1"), 5)
-    react(stack, sides["kb-v2"][:5], "-1")
-    react(stack, sides["kb-v1"][:5], "+1")
+    sides = traffic(stack, database, ("kb-v2", "kb-v1"), 4)
+    react(stack, sides["kb-v2"][:4], "-1")
+    react(stack, sides["kb-v1"][:4], "+1")
     rolled = wait(
         "the rollback", lambda: (c := canary(database)) is not None and c.status == "rolled_back" and c, 60
     )

@@ -249,7 +249,8 @@ def test_an_approved_correction_is_scrubbed_before_it_is_indexed(
     with database.writer() as s:
         q = store.record_question(s, platform="slack", user_id="U1", text="Who fixes laptops?", channel="C1")
         desk_phone = "Documents:\n[1] IT\nThe IT desk answers on +31 10 555 0100."
-        prompt = [{"role": "system", "content": desk_phone}, {"role": "user", "content": "Who fixes laptops?"}]
+        asked = {"role": "user", "content": "Who fixes laptops?"}
+        prompt = [{"role": "system", "content": desk_phone}, asked]
         a = store.record_answer(s, question_id=q.id or 0, text="Ask IT.", adapter="base", prompt=prompt)
     text = "Call the IT desk on +31 10 555 0100, or my mobile +31 6 1234 5678 (ask for Maria Gonzalez)."
     case = desk.submit(answer_id=a.id or 0, author="U2", text=text)
