@@ -247,3 +247,35 @@ def test_reviewed_sampled_answers_join_with_their_provenance(database: Database,
     assert sorted(line["metadata"]["provenance"] for line in lines) == sorted(examples)
     dpo = tmp_path / "dpo.jsonl"
     assert export(examples.values(), "dpo", dpo).written == 2  # a confirmed answer is no preference pair
+
+
+def test_a_sampled_answer_two_reviewers_keep_the_draft_of_is_trained_and_gated(database: Database) -> None:
+    """Issue #14's path: an answer nobody voted on, queued, drafted; two reviewers keep the draft; the
+    next dataset trains on it (a teacher draft) and the gate asks the candidate that question."""
+    from bot.review.desk import ReviewDesk, ReviewPolicy
+    from bot.review.sampler import Sampler
+    from retrain.gate import GateConfig, GateSet
+
+    with database.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="Who runs payroll?")
+        prompt = [{"role": "system", "content": "Documents:\n[1] Payroll\nFinance Ops runs payroll."}]
+        prompt.append({"role": "user", "content": "Who runs payroll?"})
+        store.record_answer(
+            s, question_id=q.id, text="Ask HR.", adapter="base", prompt=prompt, confidence=0.2
+        )
+    [case_id] = Sampler(database, daily_budget=1).run()
+    with database.writer() as s:
+        store.attach_draft(s, correction_id=case_id, draft="Finance Ops runs payroll.", model="teacher")
+    desk = ReviewDesk(database, ReviewPolicy.of(reviewers=["R1", "R2"], approvals_required=2, recall=False))
+    assert not desk.decide(case_id, reviewer="R1", decision="approve", choice="draft").decided
+    assert desk.decide(case_id, reviewer="R2", decision="approve", choice="draft").decided
+
+    dataset = _build(database)
+    [example] = [e for e in dataset.examples if e.kind == "correction"]
+    assert (example.provenance, example.completion, example.rejected) == (
+        "teacher_draft",
+        "Finance Ops runs payroll.",
+        "Ask HR.",
+    )
+    gated = GateSet.from_dataset(dataset, GateConfig())
+    assert [e.prompt[-1]["content"] for e in gated.corrections] == ["Who runs payroll?"]
