@@ -217,7 +217,7 @@ class AdminCommands:
 
     def _gaps(self, _: str) -> AdminReply:
         with self.database.reader() as session:
-            gaps = queries.documentation_gaps(session)
+            gaps = queries.documentation_gaps(queries.misses(session))
         if not gaps:
             return AdminReply(
                 "No documentation gaps found yet: no corrected or 👎 answer lacked its passage."

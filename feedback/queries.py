@@ -632,20 +632,20 @@ def misses(session: Session) -> list[Miss]:
     return [Miss(answer, question, why[answer.id or 0]) for answer, question in rows]
 
 
-def misses_by_adapter(session: Session) -> list[tuple[str, dict[str, int]]]:
-    """Per adapter version (oldest first): how many misses were retrieval, generation, unknown."""
+def misses_by_adapter(found: Iterable[Miss]) -> list[tuple[str, dict[str, int]]]:
+    """Per adapter version (oldest first): how many of `misses` were retrieval, generation, unknown."""
     counts: dict[str, dict[str, int]] = {}
-    for miss in misses(session):
+    for miss in found:
         row = counts.setdefault(miss.answer.adapter, {"retrieval": 0, "generation": 0, "unknown": 0})
         row[miss.triage or "unknown"] += 1
     return list(counts.items())
 
 
-def documentation_gaps(session: Session, *, limit: int = 50) -> list[tuple[str, list[str]]]:
-    """The questions whose answers missed for want of the right passage, grouped by the page that
-    was retrieved instead (what the documents should have said, and where): biggest group first."""
+def documentation_gaps(found: Iterable[Miss], *, limit: int = 50) -> list[tuple[str, list[str]]]:
+    """The questions of `misses` whose answers missed for want of the right passage, grouped by the
+    page that was retrieved instead (what the documents should have said, and where): biggest first."""
     groups: dict[str, list[str]] = {}
-    for miss in misses(session):
+    for miss in found:
         if miss.triage != "retrieval":
             continue
         sources = miss.answer.sources or []

@@ -46,8 +46,9 @@ def _read(database: Database, days: int) -> dict[str, Any]:
         by_day = queries.votes_by_day(session, since=since)
         answered = queries.answers_by_day(session, since=since)
         worst = queries.most_downvoted(session, limit=WORST)
-        misses = queries.misses_by_adapter(session)
-        gaps = queries.documentation_gaps(session)
+        found = queries.misses(session)  # one read serves both tables
+        misses = queries.misses_by_adapter(found)
+        gaps = queries.documentation_gaps(found)
     figures: dict[str, Markup | None] = {
         "rate_by_adapter": charts.bars(
             [(name, _rate(u, d)) for name, u, d in by_adapter],

@@ -155,3 +155,21 @@ def test_run_summary_lists_decision_and_figures(database: Database) -> None:
     assert "Decision: passed: F1 +0.04" in text
     assert "• candidate.val_loss: 1.235" in text and "• steps: 30" in text
     assert "loss_curve" not in text
+
+
+async def test_gaps_lists_the_questions_the_documents_did_not_answer(database: Database) -> None:
+    admin = AdminCommands(database, admins=["UADMIN"])
+    assert (await admin.handle("UADMIN", "gaps")).text.startswith("No documentation gaps found yet")
+    prompt = [
+        {"role": "system", "content": "Answer.\n\nDocuments:\n[1] Leave\nEveryone gets 26 days a year."},
+        {"role": "user", "content": "How much leave do interns get?"},
+    ]
+    with database.writer() as s:
+        q = store.record_question(s, platform="slack", user_id="U1", text="How much leave do interns get?")
+        sources = [{"id": "p1", "title": "Leave > Allowance", "source": "leave.md"}]
+        a = store.record_answer(
+            s, question_id=q.id or 0, text="26.", adapter="base", prompt=prompt, sources=sources
+        )
+        store.submit_correction(s, answer_id=a.id or 0, author="U2", text="Interns get 13 days.")
+    reply = (await admin.handle("UADMIN", "gaps")).text
+    assert reply.splitlines()[1] == "• Leave > Allowance (1): “How much leave do interns get?”"

@@ -27,9 +27,9 @@ from sqlmodel import select
 from bot.slack.review_blocks import APPROVE_ACTION
 from feedback import queries
 from feedback.db import Database
-from feedback.models import Answer, Canary, RetrainRun
+from feedback.models import Canary, RetrainRun
 from tests.e2e.stack import ADMIN, ADMIN_CHANNEL, Stack, running_stack, wait
-from tests.e2e.test_loop import ask, click_card, review_card, suggest
+from tests.e2e.test_loop import answer_row, ask, click_card, review_card, suggest
 from tests.support.slack_payloads import reaction_event
 
 pytestmark = pytest.mark.e2e
@@ -82,14 +82,6 @@ def database(stack: Stack) -> Iterator[Database]:
     db.dispose()
 
 
-def answered(database: Database, ts: str) -> Answer:
-    def find() -> Answer | None:
-        with database.reader() as session:
-            return session.exec(select(Answer).where(Answer.reply_ref == ts)).first()
-
-    return wait("the answer row", find, 30)
-
-
 def retrain(stack: Stack, database: Database, number: int) -> RetrainRun:
     assert "is queued" in stack.command("retrain", user=ADMIN)
 
@@ -119,7 +111,7 @@ def traffic(
     by_model: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     for n in range(60):
         message = ask(stack, f"U{next(_users)}", QUESTIONS[n % len(QUESTIONS)])
-        model = answered(database, message["ts"]).adapter
+        model = answer_row(database, message["ts"]).adapter
         if model == "reviewed":  # close enough to a corrected question: no model answered it
             continue
         assert model in sides, f"answered by {model}, not one of {sides}"
@@ -198,4 +190,4 @@ def test_a_candidate_earns_its_traffic_then_a_worse_one_is_rolled_back(
     )
     wait("the rollback in the admin channel", lambda: "Rolled back: worse" in admin_posts(stack), 30)
     after = ask(stack, "U9", QUESTIONS[1])
-    assert answered(database, after["ts"]).adapter == "kb-v1"  # every thread is live's again
+    assert answer_row(database, after["ts"]).adapter == "kb-v1"  # every thread is live's again

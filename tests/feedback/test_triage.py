@@ -134,8 +134,9 @@ def test_misses_per_adapter_and_documentation_gaps(database: Database) -> None:
             s, correction_id=rejected.id or 0, reviewer="R1", decision="reject", reason="no"
         )
     with database.reader() as s:
-        by_adapter = dict(queries.misses_by_adapter(s))
-        gaps = queries.documentation_gaps(s)
+        found = queries.misses(s)
+    by_adapter = dict(queries.misses_by_adapter(found))
+    gaps = queries.documentation_gaps(found)
     assert by_adapter == {
         "kb-v1": {"retrieval": 1, "generation": 1, "unknown": 0},
         "kb-v2": {"retrieval": 2, "generation": 0, "unknown": 1},
