@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bot.console.core import admin_action, admin_name, admin_page, bad_form, console_of, read_form
 from bot.errors import BotError
-from bot.review.desk import Outcome
+from bot.review.desk import REASON_NEEDED, Outcome
 from feedback import ids
 from feedback.errors import FeedbackError, NotFound
 
@@ -93,7 +93,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
     if decision == "edit" and not text:
         return await _page(request, error="Write the corrected answer before approving the edit.", status=400)
     if decision == "reject" and not reason:
-        return await _page(request, error="Say why it is rejected: the author is told.", status=400)
+        return await _page(request, error=REASON_NEEDED, status=400)
     verdict = "reject" if decision == "reject" else "approve"
     decide_it = functools.partial(
         desk.decide,

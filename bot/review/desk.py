@@ -30,6 +30,8 @@ from feedback.queries import ReviewCase
 log = logging.getLogger(__name__)
 
 CORRECTION_SOURCE = "correction:"
+# Every surface asks for a rejection's reason in these words (the author is sent it).
+REASON_NEEDED = "Say why it is rejected: the author is told."
 CORRECTION_KIND = "reviewed_correction"
 
 

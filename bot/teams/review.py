@@ -14,7 +14,7 @@ from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, Attachment
 
 from bot.errors import NotAReviewer
-from bot.review.desk import Outcome, ReviewDesk
+from bot.review.desk import REASON_NEEDED, Outcome, ReviewDesk
 from bot.teams import access, cards, replies, review_cards, translate
 from bot.teams.deps import TeamsDeps
 from bot.teams.translate import ReviewAction
@@ -29,7 +29,7 @@ NEEDS_AUTH = (
     "(MICROSOFT_APP_ID); this connection has none, so I can't tell who you are."
 )
 EDIT_EMPTY = "Write the right answer before sending the edit."
-REASON_EMPTY = "Say why it is rejected: the author is told."
+REASON_EMPTY = REASON_NEEDED
 
 
 def is_command(text: str) -> bool:
