@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot.common import load_settings
 from chatbot.settings import Settings
-from chatbot.wiring import model_client, open_database
+from chatbot.wiring import open_database, own_model_client
 from feedback import queries
 from model_server import catalog, launch
 from model_server.prepare import prepare_base_model, prepared_models, resolve_name
@@ -105,7 +105,7 @@ def reconciler(settings: Settings) -> Callable[[], object]:
     database = open_database(settings)
 
     def reconcile() -> object:
-        with model_client(settings) as client:
+        with own_model_client(settings) as client:
             return promote.reconcile(database, client, keep=settings.keep_loaded_adapters)
 
     return reconcile

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in DATA_DIR.")
 
     model_server_url: str = Field("http://127.0.0.1:8000", description="Base URL of the model server.")
+    model_server_replicas: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base URLs of every model server replica the bot and scheduler use "
+        "(questions spread over them; a promotion loads the adapter into all first). Empty: "
+        "MODEL_SERVER_URL alone. Each `chatbot model-server` still serves its own MODEL_SERVER_URL.",
+    )
     model_server_api_key: SecretStr = Field(
         SecretStr(""),
         description="The model server wants this bearer token on every /v1 request (vLLM's --api-key; "
@@ -66,6 +72,12 @@ class Settings(BaseSettings):
         gt=0,
         description="The longest an asker waits on the model (for each next piece, when streamed) "
         "before being told the answer is late; the question stays recorded.",
+    )
+    bot_replica_timeout_seconds: float = Field(
+        30.0,
+        ge=3,
+        description="How long a bot replica may go without saying it is alive (every tenth of this, "
+        "in SQL) before another answers the Slack questions it acknowledged but never answered.",
     )
     model_backend: Literal["auto", "vllm", "transformers"] = Field(
         "auto", description="Which server `chatbot model-server` starts; auto prefers vLLM."
@@ -257,7 +269,7 @@ class Settings(BaseSettings):
         description="How far (relative) a candidate's validation loss may rise above the live one's.",
     )
 
-    @field_validator("admin_users", "opt_out_users", "reviewers", mode="before")
+    @field_validator("admin_users", "opt_out_users", "reviewers", "model_server_replicas", mode="before")
     @classmethod
     def _admin_users(cls, value: object) -> object:
         return _split_list(value)
@@ -316,6 +328,11 @@ class Settings(BaseSettings):
                 raise SettingsError(f"CONSOLE_USERS names {name} twice; one token per person.")
             logins[name] = token
         return logins
+
+    @property
+    def model_servers(self) -> list[str]:
+        """The model server replicas the bot and scheduler use: MODEL_SERVER_REPLICAS or MODEL_SERVER_URL."""
+        return [url.rstrip("/") for url in self.model_server_replicas] or [self.model_server_url]
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -18,7 +18,7 @@ from bot.routing import CanaryRoute
 from chatbot.settings import Settings
 from feedback import queries
 from feedback.db import Database
-from model_server import catalog
+from model_server import catalog, replicas
 from model_server.client import AsyncModelClient, ModelClient
 from model_server.prepare import prepare_base_model
 
@@ -49,14 +49,22 @@ def token_counter(model_dir: Path) -> TokenCounter:
 
 
 def model_client(settings: Settings, *, timeout: float = 120.0, retries: int = 2) -> ModelClient:
-    """A client of MODEL_SERVER_URL that sends MODEL_SERVER_API_KEY."""
+    """A client of every model server replica (MODEL_SERVER_REPLICAS, else MODEL_SERVER_URL) that
+    sends MODEL_SERVER_API_KEY."""
     key = settings.model_server_api_key.get_secret_value()
-    return ModelClient(settings.model_server_url, timeout=timeout, retries=retries, api_key=key)
+    return replicas.connect(settings.model_servers, timeout=timeout, retries=retries, api_key=key)
+
+
+def own_model_client(settings: Settings) -> ModelClient:
+    """A client of this process's own model server (MODEL_SERVER_URL): what `chatbot model-server`
+    started and keeps in step."""
+    key = settings.model_server_api_key.get_secret_value()
+    return ModelClient(settings.model_server_url, api_key=key)
 
 
 def async_model_client(settings: Settings) -> AsyncModelClient:
     key = settings.model_server_api_key.get_secret_value()
-    return AsyncModelClient(settings.model_server_url, api_key=key)
+    return replicas.async_connect(settings.model_servers, api_key=key)
 
 
 def active_model(database: Database, served_model_name: str, ttl: float = 2.0) -> Callable[[], str]:

@@ -124,17 +124,25 @@ class ModelClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | AsyncModelClient,
         *,
         timeout: float = 120.0,
         retries: int = 2,
         api_key: str = "",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = AsyncModelClient(
-            base_url, timeout=timeout, retries=retries, api_key=api_key, transport=transport
-        )
+        """`base_url` may be an `AsyncModelClient` to run (`model_server.replicas.connect`)."""
+        if isinstance(base_url, AsyncModelClient):
+            self._client = base_url
+        else:
+            self._client = AsyncModelClient(
+                base_url, timeout=timeout, retries=retries, api_key=api_key, transport=transport
+            )
         self.base_url = self._client.base_url
+
+    @property
+    def inner(self) -> AsyncModelClient:
+        return self._client
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(call, _background_loop()).result()

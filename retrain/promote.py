@@ -1,10 +1,12 @@
 """Hot swap: make an adapter version serve, go back to the previous one, keep the server in step.
 
 The order is what makes a swap safe. An adapter is loaded into the model server under its own,
-new name and checked with one real request; only then is the pointer in SQL flipped (one
-transaction, `feedback.store`), and the bot, which reads that pointer, sends its next question to
-the new name. The previous version stays loaded for an instant rollback; versions beyond `keep`
-are unloaded afterwards (never the one just replaced: a bot replica may still be sending to it
+new name and checked with one real request on every model server replica the bots use; only then
+is the pointer in SQL flipped (one transaction, `feedback.store`), and the bots, which read that
+pointer, send their next question to the new name. A replica that cannot serve it blocks a
+promotion; a rollback needs one replica serving (the others load it on their next reconcile).
+The previous version stays loaded for an instant rollback; versions beyond `keep` are unloaded
+afterwards (never the one just replaced: a bot replica may still be sending to it
 for the few seconds it caches the pointer). The model server forgets runtime-loaded adapters
 when it restarts, so `reconcile` loads what SQL says should be there; `chatbot model-server`
 calls it after every (re)start and periodically.
@@ -23,6 +25,7 @@ from feedback import errors as feedback_errors
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import AdapterVersion
+from model_server import replicas
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError, ModelServerRefused
 from retrain.errors import PromotionFailed
@@ -64,11 +67,30 @@ def probe(client: ModelClient, name: str) -> None:
 
 
 def make_servable(client: ModelClient, name: str, path: str) -> None:
+    """Loaded and answering on every replica behind `client`, or PromotionFailed naming the first
+    that would not."""
     try:
         ensure_loaded(client, name, path)
-        probe(client, name)
+        for replica in replicas.members(client):
+            probe(replica, name)
     except ModelServerError as exc:
         raise PromotionFailed(f"The model server would not serve {name}: {exc}") from exc
+
+
+def make_servable_somewhere(client: ModelClient, name: str, path: str) -> list[str]:
+    """Loaded and answering on as many replicas as will; PromotionFailed only where none will.
+    The problems with the others, for the log (their supervisors load it when they are back)."""
+    problems: list[str] = []
+    for replica in replicas.members(client):
+        try:
+            make_servable(replica, name, path)
+        except PromotionFailed as exc:
+            problems.append(f"{replica.base_url}: {exc}")
+    if len(problems) == len(replicas.members(client)):
+        raise PromotionFailed("; ".join(problems))
+    for problem in problems:
+        log.warning("%s", problem)
+    return problems
 
 
 def promote(
@@ -111,7 +133,7 @@ def rollback(
     if not possible:
         raise feedback_errors.InvalidTransition("The base model is serving; there is nothing to roll back.")
     if previous is not None:
-        make_servable(client, previous.name, previous.path)
+        make_servable_somewhere(client, previous.name, previous.path)
     with database.writer() as session:
         now = store.rollback_adapter(session, actor=actor, reason=reason)
     log.info("rolled back to %s (by %s)", now.name if now else "the base model", actor)
