@@ -14,6 +14,7 @@ from bot.records import Records
 from bot.review.news import together
 from bot.server import DRAIN_SECONDS, build_app
 from bot.slack import Deps, build_slack_app
+from bot.slack.inbox import Inbox
 from bot.slack.review_notify import slack_news, web_client
 from bot.slack.web import SLACK_SIGN_IN, SlackRoutes, review_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -46,8 +47,13 @@ async def application(settings: Settings) -> web.Application:
     review = wiring.review_desk(settings, database=database, knowledge=knowledge)
     if not review.policy.reviewers:
         log.warning("neither REVIEWERS nor ADMIN_USERS is set: nobody can approve corrections")
+    timeout = settings.bot_replica_timeout_seconds
     deps = Deps(
-        pipeline=pipeline, records=Records(database), review=review, review_channel=settings.review_channel
+        pipeline=pipeline,
+        records=Records(database),
+        review=review,
+        review_channel=settings.review_channel,
+        inbox=Inbox(database, stale=timeout, beat=timeout / 10),
     )
     deps.admin = wiring.admin_commands(settings, database)
     metrics = BotMetrics(database, base_name=settings.served_model_name)
@@ -97,6 +103,8 @@ async def application(settings: Settings) -> web.Application:
     )
     if slack is not None and settings.review_channel:
         app.cleanup_ctx.append(review_cards(slack, deps))
+    if slack is not None and deps.inbox is not None:
+        app.cleanup_ctx.append(deps.inbox.running(slack))
 
     async def close(_: web.Application) -> None:
         if session is not None:

@@ -194,6 +194,40 @@ class ProcessedEvent(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+class Erasure(SQLModel, table=True):
+    """A person forgotten on request: when, and how much went; never who (that is the point)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    questions: int = 0
+    answers: int = 0
+    votes: int = 0
+    corrections: int = 0
+    erased_at: datetime = _when(index=True)
+
+
+class KeptEvent(SQLModel, table=True):
+    """A question acknowledged to the platform and not yet answered: whichever bot replica `owner`
+    is answers it; if that replica stops beating (`BotReplica`), another takes it over."""
+
+    __tablename__ = "kept_event"
+
+    key: str = Field(primary_key=True, max_length=255)
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    owner: str = Field(max_length=255, index=True)
+    attempts: int = Field(default=1)
+    received_at: datetime = _when()
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+
+
+class BotReplica(SQLModel, table=True):
+    """A running bot process, and when it last said so."""
+
+    __tablename__ = "bot_replica"
+
+    id: str = Field(primary_key=True, max_length=255)
+    seen_at: datetime = _when()
+
+
 class AdapterVersion(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("status", ADAPTER_STATUSES), name="ck_adapter_status"),

@@ -18,6 +18,7 @@ from feedback.models import (
     Answer,
     Canary,
     Correction,
+    Erasure,
     OptOut,
     Question,
     RetrainRun,
@@ -655,3 +656,20 @@ def documentation_gaps(found: Iterable[Miss], *, limit: int = 50) -> list[tuple[
             asked.append(miss.question.text)
     ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return ranked[:limit]
+
+
+def erasures_since(session: Session, since: datetime | None) -> int:
+    """People forgotten on request since `since` (all, with None)."""
+    statement = select(func.count()).select_from(Erasure)
+    if since is not None:
+        statement = statement.where(col(Erasure.erased_at) >= since)
+    return int(session.exec(statement).one())
+
+
+def previous_run_start(session: Session, run_id: int) -> datetime | None:
+    """When the run before `run_id` that got as far as starting started; None for the first."""
+    return session.exec(
+        select(RetrainRun.started_at)
+        .where(col(RetrainRun.id) < run_id, col(RetrainRun.started_at).is_not(None))
+        .order_by(col(RetrainRun.id).desc())
+    ).first()

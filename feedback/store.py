@@ -28,8 +28,11 @@ from feedback.models import (
     AdapterVersion,
     AdminRefusal,
     Answer,
+    BotReplica,
     Canary,
     Correction,
+    Erasure,
+    KeptEvent,
     OptOut,
     ProcessedEvent,
     Question,
@@ -562,8 +565,18 @@ def forget_person(session: Session, *, user_id: str) -> Forgotten:
     answered = gone(delete(Answer).where(col(Answer.question_id).in_(asked)))
     questions = gone(delete(Question).where(col(Question.user_id) == user_id))
     refusals = gone(delete(AdminRefusal).where(col(AdminRefusal.user_id) == user_id))
+    for kept in session.exec(select(KeptEvent)).all():  # questions not yet answered (a small table)
+        if fields_of(kept.body).get("user") == user_id:
+            session.delete(kept)
+    session.add(Erasure(questions=questions, answers=answered, votes=votes, corrections=len(corrections)))
     session.commit()
     return Forgotten(questions, answered, votes, sorted(corrections), reviews, refusals)
+
+
+def fields_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The event inside a kept delivery's body."""
+    event = body.get("event")
+    return event if isinstance(event, dict) else {}
 
 
 # --- refused admin attempts -------------------------------------------------------------------
@@ -620,6 +633,103 @@ def claim_event(session: Session, *, key: str) -> bool:
 def prune_events(session: Session, *, older_than: datetime) -> int:
     """Forget deliveries handled before `older_than` (platforms stop retrying within minutes)."""
     result = session.execute(delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < older_than))
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- questions kept until answered (bot replicas) ----------------------------------------------
+
+
+def keep_event(session: Session, *, key: str, body: dict[str, Any], owner: str) -> bool:
+    """Keep an acknowledged delivery for `owner` to answer; False if it is kept already (a retry)."""
+    stmt = _insert(session, KeptEvent).values(
+        key=key, body=body, owner=owner, attempts=1, received_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(KeptEvent.key)
+    kept = session.execute(stmt).first() is not None
+    session.commit()
+    return kept
+
+
+def finish_event(session: Session, *, key: str) -> None:
+    event = session.get(KeptEvent, key)
+    if event is not None and event.finished_at is None:
+        event.finished_at = utcnow()
+        session.add(event)
+    session.commit()
+
+
+def owns_event(session: Session, *, key: str, owner: str) -> bool:
+    """Whether `owner` is to answer this kept delivery (it took it over from a replica that died)."""
+    event = session.get(KeptEvent, key)
+    ok = event is not None and event.owner == owner and event.finished_at is None
+    session.commit()
+    return ok
+
+
+def beat(session: Session, *, replica: str) -> None:
+    """`replica` is alive now."""
+    stmt = _insert(session, BotReplica).values(id=replica, seen_at=utcnow())
+    stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"seen_at": utcnow()})
+    session.execute(stmt)
+    session.commit()
+
+
+@dataclass(frozen=True)
+class TakenEvent:
+    key: str
+    owner: str  # the replica that had it
+    body: dict[str, Any]
+
+
+def take_over_events(
+    session: Session, *, replica: str, silent_since: datetime, max_attempts: int = 3
+) -> list[TakenEvent]:
+    """The unfinished deliveries of replicas silent since `silent_since` (or never seen), now owned
+    by `replica`. A conditional update per delivery, so two replicas never both take one. One
+    taken over `max_attempts` times already (a question that stops every replica answering it)
+    is finished instead."""
+    alive = select(BotReplica.id).where(col(BotReplica.seen_at) >= silent_since)
+    orphans = session.exec(
+        select(KeptEvent).where(
+            col(KeptEvent.finished_at).is_(None),
+            col(KeptEvent.received_at) < silent_since,  # a replica may not have beaten yet
+            col(KeptEvent.owner) != replica,
+            col(KeptEvent.owner).not_in(alive),
+        )
+    ).all()
+    candidates = [(e.key, e.owner, e.attempts) for e in orphans]
+    session.commit()
+    taken: list[TakenEvent] = []
+    for key, owner, attempts in candidates:
+        done = attempts >= max_attempts
+        values: dict[str, Any] = (
+            {"finished_at": utcnow()} if done else {"owner": replica, "attempts": attempts + 1}
+        )
+        result = session.execute(
+            update(KeptEvent).where(col(KeptEvent.key) == key, col(KeptEvent.owner) == owner).values(**values)
+        )
+        session.commit()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another replica took it first
+        if done:
+            log.error("gave up on %s: %d replicas stopped while answering it", key, attempts)
+            continue
+        event = session.get(KeptEvent, key)
+        if event is not None:
+            taken.append(TakenEvent(key, owner, dict(event.body)))
+        session.commit()
+    return taken
+
+
+def prune_kept_events(session: Session, *, older_than: datetime) -> int:
+    """Forget answered deliveries received before `older_than`, and replicas silent since then."""
+    result = session.execute(
+        delete(KeptEvent).where(
+            col(KeptEvent.finished_at).is_not(None), col(KeptEvent.received_at) < older_than
+        )
+    )
+    session.execute(delete(BotReplica).where(col(BotReplica.seen_at) < older_than))
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
 

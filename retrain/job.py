@@ -173,11 +173,14 @@ class _Job:
                 live = queries.active_adapter(session)
                 taken = [a.name for a in queries.list_adapters(session)]
                 high_water = queries.feedback_high_water(session)
+                erased = queries.erasures_since(session, queries.previous_run_start(session, self.run_id))
         self.figures["dataset"] = {
             "hash": data.hash,
             "counts": data.counts(),
             "dropped": dict(data.dropped),
             "feedback_range": {**high_water, **data.feedback_range},
+            # their rows are deleted, so nothing of theirs can be in `counts`; said for the record
+            "people_forgotten_since_last_run": erased,
         }
         self.figures["live"] = {"adapter": live.name if live else None}
         train, left_out = pick_training(data.split("train"), cfg.max_examples)

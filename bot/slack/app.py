@@ -55,5 +55,7 @@ def build_slack_app(
         logger=logging.getLogger("bot.slack.bolt"),
     )
     gate.quiet_bolt_refusals()
+    if deps.inbox is not None:
+        app.middleware(deps.inbox.keep)  # before Bolt acknowledges: see bot.slack.inbox
     register_listeners(app, deps)
     return app

@@ -11,6 +11,7 @@ from bot.inflight import Inflight, answering_limit
 from bot.pipeline import Pipeline
 from bot.records import Records
 from bot.review.desk import Outcome, ReviewDesk
+from bot.slack.inbox import Inbox
 
 
 @dataclass
@@ -26,5 +27,7 @@ class Deps:
     # After a decision taken on a card: tell an author who is not in Slack (a Teams author; see
     # `bot.review.news`). Returns a problem, already logged; None: nobody else is told.
     tell_elsewhere: Callable[[Outcome], Awaitable[str | None]] | None = None
+    # Questions kept in SQL until answered, for another replica to answer if this one dies; None: not kept
+    inbox: Inbox | None = None
     # Seconds between the pieces of a streamed answer (chat.appendStream): Slack's pace, not the model's.
     stream_interval: float = 1.0

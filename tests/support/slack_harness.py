@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from slack_bolt.async_app import AsyncApp
 
 from bot.records import Records
 from bot.server import build_app
@@ -41,6 +42,7 @@ class Bot:
     model: FakeModel
     deps: Deps
     http: httpx.AsyncClient = field(repr=False)
+    app: AsyncApp = field(repr=False)
 
     async def post_signed(
         self, body: str, *, content_type: str, retry: int | None = None, **sign: Any
@@ -117,7 +119,7 @@ async def running_bot(
             serving(build_app(slack=SlackRoutes(slack_app, SIGNING_SECRET), inflight=deps.inflight)) as url,
             httpx.AsyncClient(base_url=url) as http,
         ):
-            bot = Bot(url, slack, database, model, deps, http)
+            bot = Bot(url, slack, database, model, deps, http, slack_app)
             yield bot
             await bot.settled()  # let answers and votes finish before their servers go
         await deps.pipeline.client.aclose()

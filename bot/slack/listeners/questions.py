@@ -7,6 +7,7 @@ sources and feedback controls; where streaming fails, the whole answer is posted
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -77,42 +78,65 @@ async def answer_in_thread(
     # Acked already; wait here for a turn (Deps.answering), then do everything, in this order:
     # read the thread, claim the delivery, show "thinking", answer, post, record where it was posted.
     async with deps.inflight.track(), deps.answering:
-        channel, thread = event["channel"], translate.thread_of(event)
-        history: list[Turn] = []
-        if event.get("thread_ts"):
-            messages = await read_thread(client, channel, thread)
-            took_part = any(
-                translate.is_bot_message(m, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
-                for m in messages
-            )
-            if follow_up and not took_part:
-                return  # people talking among themselves in a thread the bot never joined
-            history = translate.to_turns(
-                messages, bot_user_id=context.bot_user_id, bot_id=context.bot_id, before_ts=event["ts"]
-            )
-        if not await deps.records.claim(translate.delivery_key(body)):
-            log.info("event %s was a retry of one already answered", body.get("event_id"))
-            return
+        answered = False
+        try:
+            answered = await answer_claimed(deps, client, context, body, event, follow_up=follow_up)
+        except asyncio.CancelledError:
+            raise  # stopped before answering: kept for another replica
+        except Exception:
+            answered = True  # it failed here (and was logged); another replica would fail the same way
+            raise
+        finally:
+            if answered and deps.inbox is not None:
+                await deps.inbox.finish(body)
 
-        question = translate.to_question(
-            event, bot_user_id=context.bot_user_id, team_id=context.team_id or ""
+
+async def answer_claimed(
+    deps: Deps,
+    client: AsyncWebClient,
+    context: AsyncBoltContext,
+    body: Payload,
+    event: Payload,
+    *,
+    follow_up: bool,
+) -> bool:
+    """False where another delivery of the same event is being answered (nothing to finish here)."""
+    channel, thread = event["channel"], translate.thread_of(event)
+    history: list[Turn] = []
+    if event.get("thread_ts"):
+        messages = await read_thread(client, channel, thread)
+        took_part = any(
+            translate.is_bot_message(m, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+            for m in messages
         )
-        await show_thinking(client, channel, thread)
-        if event.get("channel_type") == "im" and not history:
-            await set_title(client, channel, thread, question.text)
-        stream = AnswerStream(
-            client,
-            channel,
-            thread,
-            team_id=context.team_id or "",
-            user_id=fields.text(event.get("user")),
-            interval=deps.stream_interval,
+        if follow_up and not took_part:
+            return True  # people talking among themselves in a thread the bot never joined
+        history = translate.to_turns(
+            messages, bot_user_id=context.bot_user_id, bot_id=context.bot_id, before_ts=event["ts"]
         )
-        answer, notice = await ask_streamed(deps.pipeline, question, history, on_text=stream.add)
-        last_ts = await deliver(client, channel, thread, stream, answer, notice)
-        if answer is not None and answer.answer_id is not None and last_ts:
-            # Right after posting, before anything else: reactions find their answer by this ts.
-            await deps.records.attach_reply(answer.answer_id, channel, last_ts)
+    claimed = await deps.records.claim(translate.delivery_key(body))
+    if not claimed and not (deps.inbox is not None and await deps.inbox.mine(body)):
+        log.info("event %s was a retry of one already answered", body.get("event_id"))
+        return False
+
+    question = translate.to_question(event, bot_user_id=context.bot_user_id, team_id=context.team_id or "")
+    await show_thinking(client, channel, thread)
+    if event.get("channel_type") == "im" and not history:
+        await set_title(client, channel, thread, question.text)
+    stream = AnswerStream(
+        client,
+        channel,
+        thread,
+        team_id=context.team_id or "",
+        user_id=fields.text(event.get("user")),
+        interval=deps.stream_interval,
+    )
+    answer, notice = await ask_streamed(deps.pipeline, question, history, on_text=stream.add)
+    last_ts = await deliver(client, channel, thread, stream, answer, notice)
+    if answer is not None and answer.answer_id is not None and last_ts:
+        # Right after posting, before anything else: reactions find their answer by this ts.
+        await deps.records.attach_reply(answer.answer_id, channel, last_ts)
+    return True
 
 
 async def deliver(

@@ -15,7 +15,7 @@ from bot.knowledge import HashingEmbedder, KnowledgeBase
 from bot.review.desk import ReviewDesk, ReviewPolicy, correction_source
 from feedback import errors, queries, store
 from feedback.db import Database
-from feedback.models import AdminRefusal, Answer, Correction, Question, Review, Vote
+from feedback.models import AdminRefusal, Answer, Correction, Erasure, KeptEvent, Question, Review, Vote
 
 
 def ask(db: Database, user: str, text: str = "How much leave?") -> int:
@@ -82,3 +82,24 @@ def test_a_click_on_a_case_deleted_since_is_refused_with_a_message(database: Dat
 def test_forgetting_nobody_is_refused(database: Database) -> None:
     with database.writer() as s, pytest.raises(errors.FeedbackError):
         store.forget_person(s, user_id="  ")
+
+
+def test_the_next_run_says_how_many_people_were_forgotten_since_the_last(database: Database) -> None:
+    ask(database, "U8")
+    ask(database, "U9")
+    with database.writer() as s:
+        store.keep_event(s, key="slack:E9", body={"event": {"user": "U9", "text": "hi"}}, owner="a")
+        store.keep_event(s, key="slack:E1", body={"event": {"user": "U1", "text": "hi"}}, owner="a")
+        store.forget_person(s, user_id="U8")
+        first = store.queue_run(s, trigger="cli")
+        store.start_run(s, run_id=first.id or 0)
+    with database.writer() as s:
+        store.forget_person(s, user_id="U9")  # while or after the first run: counted by the next
+        second = store.queue_run(s, trigger="cli")
+    with database.reader() as s:
+        assert queries.erasures_since(s, queries.previous_run_start(s, first.id or 0)) == 2  # all
+        assert queries.erasures_since(s, queries.previous_run_start(s, second.id or 0)) == 1
+        erasures = s.exec(select(Erasure)).all()
+        kept = [k.key for k in s.exec(select(KeptEvent))]
+    assert [(e.questions, e.answers) for e in erasures] == [(1, 1), (1, 1)]
+    assert kept == ["slack:E1"]  # U9's unanswered question went with the rest
