@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="The longest an asker waits on the model (for each next piece, when streamed) "
         "before being told the answer is late; the question stays recorded.",
     )
+    answer_max_tokens: int = Field(
+        200,
+        ge=8,
+        description="The longest answer the model may write, in tokens (the prompt gets the rest of "
+        "MAX_MODEL_LEN).",
+    )
     bot_replica_timeout_seconds: float = Field(
         30.0,
         ge=3,

@@ -100,6 +100,7 @@ def build_pipeline(
         database=database,
         count_tokens=token_counter(model_dir),
         max_model_len=settings.max_model_len,
+        max_answer_tokens=settings.answer_max_tokens,
         style=prompt_style(settings),
         reviewed=reviewed_answers(settings, database, knowledge),
         answer_timeout=settings.answer_timeout_seconds,

@@ -148,8 +148,58 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+class SlackSide:
+    """Requests to the bot at `bot_url` as Slack sends them; what the bot sent back is in `slack`."""
+
+    slack: SlackServer
+
+    @property
+    def bot_url(self) -> str:
+        raise NotImplementedError
+
+    def post(self, body: str, content_type: str) -> httpx.Response:
+        headers = signature_headers(body, content_type=content_type)
+        return httpx.post(f"{self.bot_url}/slack/events", content=body.encode(), headers=headers, timeout=10)
+
+    def event(self, event: Payload) -> httpx.Response:
+        return self.post(json.dumps(event_callback(event)), "application/json")
+
+    def interaction(self, payload: Payload) -> httpx.Response:
+        return self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    def command(self, text: str, *, user: str, channel: str = "C1", timeout: float = 30) -> str:
+        """`/chatbot TEXT` from `user`: the reply sent through response_url (admin commands)."""
+        before = len(self.slack.responses)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "team_domain": "larkspur-test",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/chatbot",
+            "text": text,
+            "api_app_id": APP_ID,
+            "response_url": f"http://127.0.0.1:{self.slack.port}/commands/{TEAM}/1/abc",
+            "trigger_id": f"{time.time()}.{TEAM}",
+        }
+        ack = self.post(urlencode(form), "application/x-www-form-urlencoded")
+        assert ack.status_code == 200 and ack.json()["text"].startswith("Working on"), ack.text
+        replies = wait(f"/chatbot {text}", lambda: self.slack.responses[before:], timeout)
+        return str(replies[0]["text"])
+
+    def calls(self, method: str, count: int = 1, timeout: float = 30, **match: Any) -> list[Payload]:
+        return wait(
+            f"{method} x{count} {match}",
+            lambda: (found := self.slack.called(method, **match)) and len(found) >= count and found,
+            timeout,
+            every=0.1,
+        )
+
+
 @dataclass
-class Stack:
+class Stack(SlackSide):
     env: dict[str, str]
     slack: SlackServer
     log_path: Path
@@ -212,48 +262,6 @@ class Stack:
         for pid in left:  # never leave them behind for the next test
             os.kill(pid, signal.SIGKILL)
         return self.process.wait(), left
-
-    # --- Slack's side ---------------------------------------------------------------------------
-
-    def post(self, body: str, content_type: str) -> httpx.Response:
-        headers = signature_headers(body, content_type=content_type)
-        return httpx.post(f"{self.bot_url}/slack/events", content=body.encode(), headers=headers, timeout=10)
-
-    def event(self, event: Payload) -> httpx.Response:
-        return self.post(json.dumps(event_callback(event)), "application/json")
-
-    def interaction(self, payload: Payload) -> httpx.Response:
-        return self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
-
-    def command(self, text: str, *, user: str, channel: str = "C1", timeout: float = 30) -> str:
-        """`/chatbot TEXT` from `user`: the reply sent through response_url (admin commands)."""
-        before = len(self.slack.responses)
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": TEAM,
-            "team_domain": "larkspur-test",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/chatbot",
-            "text": text,
-            "api_app_id": APP_ID,
-            "response_url": f"http://127.0.0.1:{self.slack.port}/commands/{TEAM}/1/abc",
-            "trigger_id": f"{time.time()}.{TEAM}",
-        }
-        ack = self.post(urlencode(form), "application/x-www-form-urlencoded")
-        assert ack.status_code == 200 and ack.json()["text"].startswith("Working on"), ack.text
-        replies = wait(f"/chatbot {text}", lambda: self.slack.responses[before:], timeout)
-        return str(replies[0]["text"])
-
-    def calls(self, method: str, count: int = 1, timeout: float = 30, **match: Any) -> list[Payload]:
-        return wait(
-            f"{method} x{count} {match}",
-            lambda: (found := self.slack.called(method, **match)) and len(found) >= count and found,
-            timeout,
-            every=0.1,
-        )
 
 
 @contextmanager

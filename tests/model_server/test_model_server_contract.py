@@ -12,13 +12,15 @@ import httpx
 import pytest
 
 from model_server.client import AsyncModelClient, ChatResult, ModelClient
-from model_server.errors import AdapterRejected, ModelNotFound
+from model_server.errors import AdapterRejected, ModelNotFound, NotAuthorized
 from tests.support.lora import make_lora
 from tests.support.model_servers import NO_VLLM, running_server, vllm_python
 
 pytestmark = pytest.mark.slow
 
 QUESTION = [{"role": "user", "content": "Tell me a fun fact about octopuses."}]
+KEY = "contract-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -42,19 +44,35 @@ def server(
     if request.param == "vllm" and vllm_python() is None:
         pytest.skip(NO_VLLM)
     log = tmp_path_factory.mktemp("logs") / f"{request.param}.log"
-    with running_server(request.param, base_model_dir, log, max_loras=3) as url:
+    # with an API key, as MODEL_SERVER_API_KEY starts it: every test below sends it
+    with running_server(request.param, base_model_dir, log, {"VLLM_API_KEY": KEY}, max_loras=3) as url:
         yield url
 
 
 @pytest.fixture
 def client(server: str) -> Iterator[ModelClient]:
-    with ModelClient(server, timeout=300) as c:
+    with ModelClient(server, timeout=300, api_key=KEY) as c:
         yield c
 
 
 def test_health_and_models(client: ModelClient) -> None:
     assert client.health()
     assert "base" in client.models()
+
+
+def test_without_the_key_only_health_answers(
+    server: str, client: ModelClient, adapters: dict[str, Path]
+) -> None:
+    for key in ("", "wrong"):
+        with ModelClient(server, retries=0, api_key=key) as stranger:
+            assert stranger.health()  # a load balancer's check needs no key
+            with pytest.raises(NotAuthorized, match="MODEL_SERVER_API_KEY"):
+                stranger.models()
+            with pytest.raises(NotAuthorized):
+                stranger.load_adapter("intruder", str(adapters["a"]))
+            with pytest.raises(NotAuthorized):
+                stranger.chat(QUESTION, model="base", max_tokens=2)
+    assert "intruder" not in client.models()
 
 
 def test_chat_with_logprobs_and_usage(client: ModelClient) -> None:
@@ -68,7 +86,7 @@ def test_chat_with_logprobs_and_usage(client: ModelClient) -> None:
 
 
 async def _streamed(server: str, **options: Any) -> list[str | ChatResult]:
-    async_client = AsyncModelClient(server, timeout=300)
+    async_client = AsyncModelClient(server, timeout=300, api_key=KEY)
     try:
         return [item async for item in async_client.chat_stream(QUESTION, model="base", **options)]
     finally:
@@ -111,7 +129,7 @@ def test_unknown_model_is_404(client: ModelClient) -> None:
     ],
 )
 def test_malformed_requests_are_400_in_the_openai_shape(server: str, body: dict) -> None:
-    response = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60)
+    response = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60, headers=AUTH)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["message"] and error["code"] == 400 and "type" in error
@@ -119,7 +137,9 @@ def test_malformed_requests_are_400_in_the_openai_shape(server: str, body: dict)
 
 def test_not_json_is_400(server: str) -> None:
     response = httpx.post(
-        f"{server}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+        f"{server}/v1/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json", **AUTH},
     )
     assert response.status_code == 400
 
@@ -161,7 +181,7 @@ def test_unservable_adapters_are_refused_with_the_reason(
 
 def test_loading_under_load_fails_no_request(server: str, adapters: dict[str, Path]) -> None:
     async def scenario() -> list[str]:
-        client = AsyncModelClient(server, timeout=300)
+        client = AsyncModelClient(server, timeout=300, api_key=KEY)
         await client.load_adapter("kb-a2", str(adapters["a"]))
         in_flight = [
             asyncio.create_task(client.chat(QUESTION, model=m, max_tokens=12)) for m in ("kb-a2", "base") * 2
