@@ -42,6 +42,7 @@ from transformers import TrainerCallback
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import AdapterVersion
+from model_server import replicas
 from model_server.client import ModelClient
 from model_server.errors import ModelServerError, ModelServerUnavailable
 from retrain import gate, promote, registry, rollout
@@ -160,8 +161,9 @@ class _Job:
     def run(self, build_dataset: Callable[[], Dataset]) -> RetrainOutcome:
         cfg = self.config
         # Fail fast: without the server there is no gate, and training would be wasted.
-        if not self.client.health():
-            raise ModelServerUnavailable(self.client.base_url, "no answer to /health")
+        down = [replica.base_url for replica in replicas.members(self.client) if not replica.health()]
+        if down:
+            raise ModelServerUnavailable(", ".join(down), "no answer to /health")
         with self.database.reader() as session:
             canary = queries.open_canary(session)
         if canary is not None:  # its candidate and live must be compared first

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from feedback import queries, store
 from feedback.db import Database
 from feedback.models import RetrainRun
+from model_server import replicas
 from model_server.client import ModelClient
 from retrain import promote
 from retrain.dataset import Dataset, Example
@@ -260,3 +261,15 @@ def test_nothing_new_is_skipped_and_recorded(
     same = run_retrain(config, database, client, run_id=run_id, dataset=_dataset)
     assert same.status == "skipped" and same.reason and "Nothing new to learn" in same.reason
     assert _run(database, run_id).status == "skipped" and _active(database) == live
+
+
+def test_a_replica_that_is_gone_fails_the_run_naming_it(
+    database: Database, base_model_dir: Path, tmp_path: Path, engine_url: str
+) -> None:
+    config = _config(base_model_dir, tmp_path, "kb-v1")
+    run_id = _queue(database)
+    gone = f"http://127.0.0.1:{free_port()}"
+    with replicas.connect([engine_url, gone], retries=0) as both:
+        outcome = run_retrain(config, database, both, run_id=run_id, dataset=_dataset)
+    assert outcome.status == "failed" and outcome.reason
+    assert f"{gone} is not answering" in outcome.reason and engine_url not in outcome.reason
