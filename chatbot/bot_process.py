@@ -9,12 +9,12 @@ import aiohttp
 from aiohttp import web
 
 from bot import console as web_console
+from bot.inbox import Inbox
 from bot.metrics import BotMetrics
 from bot.records import Records
 from bot.review.news import together
 from bot.server import DRAIN_SECONDS, build_app
 from bot.slack import Deps, build_slack_app
-from bot.slack.inbox import Inbox
 from bot.slack.review_notify import slack_news, web_client
 from bot.slack.web import SLACK_SIGN_IN, SlackRoutes, review_cards
 from bot.teams import TeamsDeps, TeamsEndpoint
@@ -103,8 +103,8 @@ async def application(settings: Settings) -> web.Application:
     )
     if slack is not None and settings.review_channel:
         app.cleanup_ctx.append(review_cards(slack, deps))
-    if slack is not None and deps.inbox is not None:
-        app.cleanup_ctx.append(deps.inbox.running(slack))
+    if deps.inbox is not None and deps.inbox.handlers:
+        app.cleanup_ctx.append(deps.inbox.running())
 
     async def close(_: web.Application) -> None:
         if session is not None:
@@ -148,6 +148,7 @@ def teams_endpoint(settings: Settings, deps: Deps, database: Database) -> TeamsE
         review=deps.review,
         inflight=deps.inflight,
         answering=deps.answering,
+        inbox=deps.inbox,  # one inbox: this replica takes over either platform's questions
     )
     return TeamsEndpoint(
         teams_deps,

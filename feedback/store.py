@@ -566,17 +566,20 @@ def forget_person(session: Session, *, user_id: str) -> Forgotten:
     questions = gone(delete(Question).where(col(Question.user_id) == user_id))
     refusals = gone(delete(AdminRefusal).where(col(AdminRefusal.user_id) == user_id))
     for kept in session.exec(select(KeptEvent)).all():  # questions not yet answered (a small table)
-        if fields_of(kept.body).get("user") == user_id:
+        if user_id in askers(kept.body):
             session.delete(kept)
     session.add(Erasure(questions=questions, answers=answered, votes=votes, corrections=len(corrections)))
     session.commit()
     return Forgotten(questions, answered, votes, sorted(corrections), reviews, refusals)
 
 
-def fields_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The event inside a kept delivery's body."""
-    event = body.get("event")
-    return event if isinstance(event, dict) else {}
+def askers(body: dict[str, Any]) -> set[str]:
+    """Who asked a kept question: a Slack event's user, a Teams activity's sender (both ids)."""
+    event, sender = body.get("event"), body.get("from")
+    ids = {event.get("user")} if isinstance(event, dict) else set()
+    if isinstance(sender, dict):
+        ids |= {sender.get("id"), sender.get("aadObjectId")}
+    return {i for i in ids if isinstance(i, str) and i}
 
 
 # --- refused admin attempts -------------------------------------------------------------------

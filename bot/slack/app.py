@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import gate
+from bot.slack import gate, inbox
 from bot.slack.deps import Deps
 from bot.slack.listeners import register_listeners
 
@@ -56,6 +56,7 @@ def build_slack_app(
     )
     gate.quiet_bolt_refusals()
     if deps.inbox is not None:
-        app.middleware(deps.inbox.keep)  # before Bolt acknowledges: see bot.slack.inbox
+        app.middleware(inbox.keeping(deps.inbox))  # before Bolt acknowledges: see bot.slack.inbox
+        deps.inbox.handlers["slack"] = inbox.redispatch(app)
     register_listeners(app, deps)
     return app

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.admin import AdminCommands
+from bot.inbox import Inbox
 from bot.inflight import Inflight, answering_limit
 from bot.pipeline import Pipeline
 from bot.records import Records
 from bot.review.desk import Outcome, ReviewDesk
-from bot.slack.inbox import Inbox
 
 
 @dataclass

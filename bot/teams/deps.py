@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.inbox import Inbox
 from bot.inflight import Inflight, answering_limit
 from bot.pipeline import Pipeline
 from bot.records import Records
@@ -49,6 +50,8 @@ class TeamsDeps:
     inflight: Inflight = field(default_factory=Inflight)
     answering: asyncio.Semaphore = field(default_factory=answering_limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Questions kept in SQL until answered, for another replica to answer if this one dies (bot.inbox)
+    inbox: Inbox | None = None
     # Seconds between the updates of a streamed answer: Teams takes one a second.
     stream_interval: float = 1.0
 

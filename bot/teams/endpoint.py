@@ -24,7 +24,7 @@ from botbuilder.schema import Activity
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from msrest.exceptions import DeserializationError
 
-from bot.teams import access, signing_keys, translate
+from bot.teams import access, questions, signing_keys, translate
 from bot.teams.bot import TeamsBot, on_turn_error
 from bot.teams.deps import TeamsDeps
 
@@ -85,6 +85,8 @@ class TeamsEndpoint:
         )
         self.allow_unauthenticated = allow_unauthenticated
         self.reply_to_loopback = not self.authenticated if reply_to_loopback is None else reply_to_loopback
+        if deps.inbox is not None:
+            deps.inbox.handlers["teams"] = questions.resume(deps, self.adapter)
 
     @property
     def authenticated(self) -> bool:

@@ -5,12 +5,15 @@ commands arrive the same way, and run only for a request that carried a valid Bo
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
-from botbuilder.core import TurnContext
+from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import Activity
 
 from bot.errors import BotError
+from bot.inbox import Handler
 from bot.pipeline import Question, ask, ask_streamed
 from bot.teams import access, cards, replies, review, translate
 from bot.teams.deps import Admin, TeamsDeps
@@ -55,7 +58,10 @@ async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
         else:
             await replies.now(context).send(cards.notice(cards.USAGE))
     else:
-        deps.spawn(_answer_later(deps, later, question))
+        key = translate.delivery_key(activity)
+        if deps.inbox is not None:  # before the request is answered: see bot.inbox
+            await deps.inbox.keep(key, activity.serialize())
+        deps.spawn(_answer_later(deps, later, question, key))
 
 
 def _admin_for(deps: TeamsDeps, activity: Activity) -> tuple[Admin | None, str | None]:
@@ -82,7 +88,34 @@ async def _run_admin(deps: TeamsDeps, later: replies.Later, admin: Admin, user_i
         await later.run(work)
 
 
-async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
+def resume(deps: TeamsDeps, adapter: BotAdapter) -> Handler:
+    """Answers a question taken over from a replica that died (`bot.inbox`), as it would have."""
+
+    async def answer(body: dict[str, Any]) -> None:
+        activity = Activity().deserialize(body)
+        later = replies.Later.at(adapter, activity, deps.app_id)
+        deps.spawn(
+            _answer_later(deps, later, translate.to_question(activity), translate.delivery_key(activity))
+        )
+
+    return answer
+
+
+async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question, key: str) -> None:
+    """Answered, or failed here (logged): the kept question is finished; stopped: left for another."""
+    try:
+        await _answer(deps, later, question)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        if deps.inbox is not None:
+            await deps.inbox.finish(key)
+        raise
+    if deps.inbox is not None:
+        await deps.inbox.finish(key)
+
+
+async def _answer(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
     async def work(replier: Replier) -> None:
         if later.reference.conversation.conversation_type == "personal":
             # Teams streams only in one-to-one chats.

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from botbuilder.core import InvokeResponse, TurnContext
+from botbuilder.core import BotAdapter, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference
 
 from bot.teams import cards
@@ -66,6 +66,14 @@ class Later:
         self.adapter = context.adapter
         self.reference = TurnContext.get_conversation_reference(context.activity)
         self.app_id = app_id
+
+    @classmethod
+    def at(cls, adapter: BotAdapter, activity: Activity, app_id: str) -> Later:
+        """Replies to `activity` from outside its request (a question taken over from a replica)."""
+        later = cls.__new__(cls)
+        later.adapter, later.app_id = adapter, app_id
+        later.reference = TurnContext.get_conversation_reference(activity)
+        return later
 
     async def run(self, work: Callable[[Replier], Awaitable[None]]) -> None:
         async def turn(context: TurnContext) -> None:

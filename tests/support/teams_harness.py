@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +116,7 @@ async def running_teams_bot(
     peer: str | None = None,
     reviewers: list[str] | None = None,
     approvals_required: int = 1,
+    configure: Callable[[TeamsDeps], None] | None = None,
 ) -> AsyncIterator[TeamsBot]:
     """`admin_ids`: run the real admin commands for these users (or hand in `admin`). `database`: a
     migrated store to use (the `database` fixture's); by default a new SQLite file. `authenticated`:
@@ -142,6 +143,8 @@ async def running_teams_bot(
                     database, ReviewPolicy.of(reviewers=reviewers, approvals_required=approvals_required)
                 )
             deps = teams_deps(database, model, admin=admin, app_id=app_id, review=review)
+            if configure is not None:  # before the endpoint is built from them
+                configure(deps)
             endpoint = TeamsEndpoint(
                 deps,
                 app_password=app_password,

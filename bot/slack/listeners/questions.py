@@ -88,7 +88,7 @@ async def answer_in_thread(
             raise
         finally:
             if answered and deps.inbox is not None:
-                await deps.inbox.finish(body)
+                await deps.inbox.finish(translate.delivery_key(body))
 
 
 async def answer_claimed(
@@ -114,8 +114,9 @@ async def answer_claimed(
         history = translate.to_turns(
             messages, bot_user_id=context.bot_user_id, bot_id=context.bot_id, before_ts=event["ts"]
         )
-    claimed = await deps.records.claim(translate.delivery_key(body))
-    if not claimed and not (deps.inbox is not None and await deps.inbox.mine(body)):
+    key = translate.delivery_key(body)
+    claimed = await deps.records.claim(key)
+    if not claimed and not (deps.inbox is not None and await deps.inbox.mine(key)):
         log.info("event %s was a retry of one already answered", body.get("event_id"))
         return False
 

@@ -90,6 +90,8 @@ def test_the_next_run_says_how_many_people_were_forgotten_since_the_last(databas
     with database.writer() as s:
         store.keep_event(s, key="slack:E9", body={"event": {"user": "U9", "text": "hi"}}, owner="a")
         store.keep_event(s, key="slack:E1", body={"event": {"user": "U1", "text": "hi"}}, owner="a")
+        teams = {"from": {"id": "29:x", "aadObjectId": "U9"}, "text": "hi"}
+        store.keep_event(s, key="teams:T9", body=teams, owner="a")
         store.forget_person(s, user_id="U8")
         first = store.queue_run(s, trigger="cli")
         store.start_run(s, run_id=first.id or 0)
@@ -102,4 +104,4 @@ def test_the_next_run_says_how_many_people_were_forgotten_since_the_last(databas
         erasures = s.exec(select(Erasure)).all()
         kept = [k.key for k in s.exec(select(KeptEvent))]
     assert [(e.questions, e.answers) for e in erasures] == [(1, 1), (1, 1)]
-    assert kept == ["slack:E1"]  # U9's unanswered question went with the rest
+    assert kept == ["slack:E1"]  # U9's unanswered questions (Slack and Teams) went with the rest

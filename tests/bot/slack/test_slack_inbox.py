@@ -1,6 +1,6 @@
-"""Questions kept until answered (`bot.slack.inbox`): over HTTP against the real Bolt app, two bot
-replicas on one SQLite store. A question is in SQL before Slack gets its 200; a replica that stops
-mid-answer leaves it to another, which answers it in the same thread."""
+"""Questions kept until answered (`bot.inbox`, `bot.slack.inbox`): over HTTP against the real Bolt
+app, two bot replicas on one SQLite store. A question is in SQL before Slack gets its 200; a replica
+that stops mid-answer leaves it to another, which answers it in the same thread."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from bot.inbox import Inbox
 from bot.slack.deps import Deps
-from bot.slack.inbox import Inbox
 from feedback import store
 from feedback.models import Answer, KeptEvent, utcnow
 from tests.support.common import migrated_database
@@ -78,9 +78,9 @@ async def test_another_replica_answers_what_a_silent_one_acknowledged(tmp_path: 
         await wait_for(lambda: len(stuck.requests) >= 1)
         # B beats, A never does (it is stuck); after `stale` seconds B takes A's question over
         assert b.deps.inbox is not None
-        assert await b.deps.inbox.take_over(b.app) == 0  # not yet
+        assert await b.deps.inbox.take_over() == 0  # not yet
         await asyncio.sleep(0.3)
-        assert await b.deps.inbox.take_over(b.app) == 1
+        assert await b.deps.inbox.take_over() == 1
         await wait_for(lambda: kept(b)[0].finished_at is not None)
         row = kept(b)[0]
         assert (row.owner, row.attempts) == ("replica-b", 2)
@@ -89,7 +89,7 @@ async def test_another_replica_answers_what_a_silent_one_acknowledged(tmp_path: 
         with b.database.reader() as session:
             answers = session.exec(select(Answer)).all()
         assert len(answers) == 1 and "27 days" in answers[0].text
-        assert await b.deps.inbox.take_over(b.app) == 0  # answered: nobody takes it again
+        assert await b.deps.inbox.take_over() == 0  # answered: nobody takes it again
         stuck.gate.set()
 
 
@@ -104,8 +104,8 @@ async def test_a_live_replica_keeps_its_questions(tmp_path: Path) -> None:
         await a.send_event(mention(message, "C1"))
         assert a.deps.inbox is not None and b.deps.inbox is not None
         for _ in range(3):  # A says it is alive; B finds nothing to take
-            await a.deps.inbox.take_over(a.app)
-            assert await b.deps.inbox.take_over(b.app) == 0
+            await a.deps.inbox.take_over()
+            assert await b.deps.inbox.take_over() == 0
             await asyncio.sleep(0.1)
         slow.gate.set()
 
