@@ -152,7 +152,7 @@ def connect(urls: Sequence[str], **options: Any) -> ModelClient:
 
 def members(client: ModelClient) -> list[ModelClient]:
     """Each replica behind `client` as a client of its own (just `client` for a single server)."""
-    inner = client.inner
+    inner = getattr(client, "inner", None)  # a stand-in client (tests) may have none
     if isinstance(inner, AsyncReplicas):
         return [ModelClient(member) for member in inner.members]
     return [client]
