@@ -109,3 +109,20 @@ class Inbox:
             except Exception:
                 log.warning("could not check for questions left by other bot replicas", exc_info=True)
             await asyncio.sleep(self.beat)
+
+
+async def settle(inbox: Inbox | None, key: str, answering: Awaitable[bool]) -> bool:
+    """Runs `answering`; the kept question `key` is finished once it answered (True) or failed (another
+    replica would fail the same way). It stays kept when cancelled (this replica is stopping) or False
+    (another delivery of the same question is being answered)."""
+    try:
+        answered = await answering
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        if inbox is not None:
+            await inbox.finish(key)
+        raise
+    if answered and inbox is not None:
+        await inbox.finish(key)
+    return answered

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         30.0,
         ge=3,
         description="How long a bot replica may go without saying it is alive (every tenth of this, "
-        "in SQL) before another answers the Slack questions it acknowledged but never answered.",
+        "in SQL) before another answers the questions it acknowledged but never answered.",
     )
     model_backend: Literal["auto", "vllm", "transformers"] = Field(
         "auto", description="Which server `chatbot model-server` starts; auto prefers vLLM."

@@ -73,10 +73,6 @@ class AsyncReplicas(AsyncModelClient):
         answers = await asyncio.gather(*(m.health(timeout=timeout) for m in self.members))
         return all(answers)
 
-    async def healthy_replicas(self, *, timeout: float | None = None) -> list[str]:
-        answers = await asyncio.gather(*(m.health(timeout=timeout) for m in self.members))
-        return [m.base_url for m, up in zip(self.members, answers, strict=True) if up]
-
     async def models(self) -> list[str]:
         """What every replica serves (an adapter loaded on some only is not listed)."""
         served = [await m.models() for m in self.members]

@@ -81,12 +81,13 @@ def make_servable_somewhere(client: ModelClient, name: str, path: str) -> list[s
     """Loaded and answering on as many replicas as will; PromotionFailed only where none will.
     The problems with the others, for the log (their supervisors load it when they are back)."""
     problems: list[str] = []
-    for replica in replicas.members(client):
+    every = replicas.members(client)
+    for replica in every:
         try:
             make_servable(replica, name, path)
         except PromotionFailed as exc:
             problems.append(f"{replica.base_url}: {exc}")
-    if len(problems) == len(replicas.members(client)):
+    if len(problems) == len(every):
         raise PromotionFailed("; ".join(problems))
     for problem in problems:
         log.warning("%s", problem)

@@ -5,7 +5,6 @@ commands arrive the same way, and run only for a request that carried a valid Bo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import Activity
 
 from bot.errors import BotError
-from bot.inbox import Handler
+from bot.inbox import Handler, settle
 from bot.pipeline import Question, ask, ask_streamed
 from bot.teams import access, cards, replies, review, translate
 from bot.teams.deps import Admin, TeamsDeps
@@ -33,7 +32,7 @@ async def on_message(context: TurnContext, deps: TeamsDeps) -> None:
         log.info("activity %s was a retry of one already answered", activity.id)
         return
     question = translate.to_question(activity)
-    later = replies.Later(context, deps.app_id)
+    later = replies.Later.of(context, deps.app_id)
     await replies.now(context).typing_once()
 
     admin, admin_id = _admin_for(deps, activity)
@@ -93,7 +92,7 @@ def resume(deps: TeamsDeps, adapter: BotAdapter) -> Handler:
 
     async def answer(body: dict[str, Any]) -> None:
         activity = Activity().deserialize(body)
-        later = replies.Later.at(adapter, activity, deps.app_id)
+        later = replies.Later(adapter, TurnContext.get_conversation_reference(activity), deps.app_id)
         deps.spawn(
             _answer_later(deps, later, translate.to_question(activity), translate.delivery_key(activity))
         )
@@ -102,20 +101,10 @@ def resume(deps: TeamsDeps, adapter: BotAdapter) -> Handler:
 
 
 async def _answer_later(deps: TeamsDeps, later: replies.Later, question: Question, key: str) -> None:
-    """Answered, or failed here (logged): the kept question is finished; stopped: left for another."""
-    try:
-        await _answer(deps, later, question)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        if deps.inbox is not None:
-            await deps.inbox.finish(key)
-        raise
-    if deps.inbox is not None:
-        await deps.inbox.finish(key)
+    await settle(deps.inbox, key, _answer(deps, later, question))
 
 
-async def _answer(deps: TeamsDeps, later: replies.Later, question: Question) -> None:
+async def _answer(deps: TeamsDeps, later: replies.Later, question: Question) -> bool:
     async def work(replier: Replier) -> None:
         if later.reference.conversation.conversation_type == "personal":
             # Teams streams only in one-to-one chats.
@@ -136,3 +125,4 @@ async def _answer(deps: TeamsDeps, later: replies.Later, question: Question) -> 
 
     async with deps.inflight.track(), deps.answering:
         await later.run(work)
+    return True

@@ -62,18 +62,16 @@ class Replier:
 
 
 class Later:
-    def __init__(self, context: TurnContext, app_id: str) -> None:
-        self.adapter = context.adapter
-        self.reference = TurnContext.get_conversation_reference(context.activity)
-        self.app_id = app_id
+    """Replies in `reference`'s conversation in a turn of their own (a question taken over from a
+    replica that died has no request of its own to reply in)."""
+
+    def __init__(self, adapter: BotAdapter, reference: ConversationReference, app_id: str) -> None:
+        self.adapter, self.reference, self.app_id = adapter, reference, app_id
 
     @classmethod
-    def at(cls, adapter: BotAdapter, activity: Activity, app_id: str) -> Later:
-        """Replies to `activity` from outside its request (a question taken over from a replica)."""
-        later = cls.__new__(cls)
-        later.adapter, later.app_id = adapter, app_id
-        later.reference = TurnContext.get_conversation_reference(activity)
-        return later
+    def of(cls, context: TurnContext, app_id: str) -> Later:
+        """Replies to the current turn's activity, after its request has been answered."""
+        return cls(context.adapter, TurnContext.get_conversation_reference(context.activity), app_id)
 
     async def run(self, work: Callable[[Replier], Awaitable[None]]) -> None:
         async def turn(context: TurnContext) -> None:

@@ -7,7 +7,6 @@ sources and feedback controls; where streaming fails, the whole answer is posted
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.inbox import settle
 from bot.pipeline import Answer, ask_streamed
 from bot.prompts import Turn
 from bot.slack import blocks, fields, translate
@@ -78,17 +78,8 @@ async def answer_in_thread(
     # Acked already; wait here for a turn (Deps.answering), then do everything, in this order:
     # read the thread, claim the delivery, show "thinking", answer, post, record where it was posted.
     async with deps.inflight.track(), deps.answering:
-        answered = False
-        try:
-            answered = await answer_claimed(deps, client, context, body, event, follow_up=follow_up)
-        except asyncio.CancelledError:
-            raise  # stopped before answering: kept for another replica
-        except Exception:
-            answered = True  # it failed here (and was logged); another replica would fail the same way
-            raise
-        finally:
-            if answered and deps.inbox is not None:
-                await deps.inbox.finish(translate.delivery_key(body))
+        answering = answer_claimed(deps, client, context, body, event, follow_up=follow_up)
+        await settle(deps.inbox, translate.delivery_key(body), answering)
 
 
 async def answer_claimed(
