@@ -31,8 +31,8 @@ from bot.knowledge.kb import KnowledgeBase
 from chatbot.wiring import SAMPLE_DIR
 from tests.support.model_servers import free_port, vllm_python
 from tests.support.paths import REPO, TEST_CACHE
-from tests.support.slack_api import APP_ID, BOT_TOKEN, SIGNING_SECRET, TEAM, SlackServer
-from tests.support.slack_payloads import event_callback, signature_headers
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, TEAM, SlackServer
+from tests.support.slack_payloads import event_callback, signature_headers, slash_command
 
 ADMIN, REVIEWER, ADMIN_TOKEN = "UADMIN", "UREVIEW", "e2e-admin-token"
 REVIEW_CHANNEL, ADMIN_CHANNEL = "CREVIEW", "CADMINS"
@@ -170,20 +170,14 @@ class SlackSide:
     def command(self, text: str, *, user: str, channel: str = "C1", timeout: float = 30) -> str:
         """`/chatbot TEXT` from `user`: the reply sent through response_url (admin commands)."""
         before = len(self.slack.responses)
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": TEAM,
-            "team_domain": "larkspur-test",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/chatbot",
-            "text": text,
-            "api_app_id": APP_ID,
-            "response_url": f"http://127.0.0.1:{self.slack.port}/commands/{TEAM}/1/abc",
-            "trigger_id": f"{time.time()}.{TEAM}",
-        }
+        form = slash_command(
+            "/chatbot",
+            text,
+            user=user,
+            channel=channel,
+            slack_port=self.slack.port,
+            trigger_id=f"{time.time()}.{TEAM}",
+        )
         ack = self.post(urlencode(form), "application/x-www-form-urlencoded")
         assert ack.status_code == 200 and ack.json()["text"].startswith("Working on"), ack.text
         replies = wait(f"/chatbot {text}", lambda: self.slack.responses[before:], timeout)

@@ -27,6 +27,7 @@ from feedback.db import Database
 from feedback.models import Answer, KeptEvent, Question, RetrainRun, Vote
 from tests.e2e.cluster import Cluster, fresh_database, postgres_reachable, running_cluster
 from tests.e2e.stack import ADMIN, wait
+from tests.e2e.test_canary import QUESTIONS
 from tests.support.slack_api import BOT_USER
 from tests.support.slack_payloads import mention, reaction_event
 
@@ -35,15 +36,6 @@ pytestmark = [
     pytest.mark.skipif(postgres_reachable() is not None, reason=str(postgres_reachable())),
 ]
 
-QUESTIONS = (
-    "When is Larkspur Day?",
-    "How do I book a desk in the office?",
-    "Which VPN client do we use?",
-    "How do I claim travel expenses?",
-    "Who do I ask about payroll?",
-    "Where can I park in Lisbon?",
-    "What is the Wi-Fi network called?",
-)
 ROUND = 100
 _users = itertools.count(100)
 

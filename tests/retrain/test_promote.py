@@ -4,7 +4,6 @@ points at an adapter the server would not serve."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,6 @@ from retrain.errors import PromotionFailed
 from tests.support.lora import make_lora
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def versions(base_model_dir: Path, tmp_path: Path, database: Database) -> list[str]:
-    """Three registered adapter versions with a name prefix of their own (the server is shared)."""
-    prefix = f"t{uuid.uuid4().hex[:6]}"
-    names = []
-    for n in (1, 2, 3):
-        name = f"{prefix}-v{n}"
-        path = make_lora(base_model_dir, tmp_path / name, seed=n)
-        with database.writer() as session:
-            store.register_adapter(session, name=name, path=str(path), base_model="smollm2")
-        names.append(name)
-    return names
 
 
 def _active(database: Database) -> str | None:

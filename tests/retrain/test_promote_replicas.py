@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from feedback import queries, store
+from feedback import queries
 from feedback.db import Database
 from model_server.client import ModelClient
 from model_server.errors import ModelNotFound
 from model_server.replicas import connect, members
 from retrain import promote
 from retrain.errors import PromotionFailed
-from tests.support.lora import make_lora
 from tests.support.model_servers import free_port, running_server
 
 pytestmark = pytest.mark.slow
@@ -39,19 +38,6 @@ def replica_urls(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 def both(replica_urls: list[str]) -> Iterator[ModelClient]:
     with connect(replica_urls, retries=0) as client:
         yield client
-
-
-@pytest.fixture
-def versions(base_model_dir: Path, tmp_path: Path, database: Database) -> list[str]:
-    prefix = f"r{uuid.uuid4().hex[:6]}"
-    names = []
-    for n in (1, 2, 3):
-        name = f"{prefix}-v{n}"
-        path = make_lora(base_model_dir, tmp_path / name, seed=n)
-        with database.writer() as session:
-            store.register_adapter(session, name=name, path=str(path), base_model="smollm2")
-        names.append(name)
-    return names
 
 
 def _active(database: Database) -> str | None:

@@ -4,6 +4,7 @@ migrated SQLite store of its own, and polling until a condition holds."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,9 +34,14 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await server.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll an async condition until it holds, or fail."""
+async def eventually(check: Callable[[], Awaitable[object] | object], timeout: float = 10.0) -> None:
+    """Poll a condition (a plain or an async function) until it holds, or fail."""
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)

@@ -28,8 +28,8 @@ from bot.slack.web import SlackRoutes
 from feedback.db import Database
 from tests.support.common import migrated_database, serving
 from tests.support.fakes import FakeModel, FakePassage, fake_pipeline
-from tests.support.slack_api import APP_ID, BOT_TOKEN, SIGNING_SECRET, TEAM, Payload, SlackServer, next_id
-from tests.support.slack_payloads import event_callback, signature_headers
+from tests.support.slack_api import BOT_TOKEN, SIGNING_SECRET, TEAM, Payload, SlackServer, next_id
+from tests.support.slack_payloads import event_callback, signature_headers, slash_command
 
 
 @dataclass
@@ -66,21 +66,10 @@ class Bot:
         return await self.post_signed(body, content_type="application/x-www-form-urlencoded")
 
     async def send_command(self, command: str, text: str, *, user: str, channel: str) -> httpx.Response:
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": TEAM,
-            "team_domain": "larkspur-test",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": APP_ID,
-            # Slack's is https://hooks.slack.com/commands/...; here the local server takes the replies.
-            "response_url": f"http://127.0.0.1:{self.slack.port}/commands/{TEAM}/1/abc",
-            "trigger_id": f"{next_id()}.{TEAM}.{uuid.uuid4().hex}",
-        }
+        trigger_id = f"{next_id()}.{TEAM}.{uuid.uuid4().hex}"
+        form = slash_command(
+            command, text, user=user, channel=channel, slack_port=self.slack.port, trigger_id=trigger_id
+        )
         return await self.post_signed(urlencode(form), content_type="application/x-www-form-urlencoded")
 
     async def settled(self, timeout: float = 10.0) -> None:

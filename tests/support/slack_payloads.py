@@ -119,3 +119,24 @@ def view_submission(*, user: str, view: Payload, text: str | None) -> Payload:
         "response_urls": [],
         "is_enterprise_install": False,
     }
+
+
+def slash_command(
+    command: str, text: str, *, user: str, channel: str, slack_port: int, trigger_id: str
+) -> Payload:
+    """The form Slack posts for `command TEXT` typed by `user` in `channel`; its response_url points at
+    the local Slack on `slack_port` (Slack's is https://hooks.slack.com/commands/...)."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": TEAM,
+        "team_domain": "larkspur-test",
+        "channel_id": channel,
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "response_url": f"http://127.0.0.1:{slack_port}/commands/{TEAM}/1/abc",
+        "trigger_id": trigger_id,
+    }

@@ -14,7 +14,7 @@ from bot.inbox import Inbox
 from bot.slack.deps import Deps
 from feedback import store
 from feedback.models import Answer, KeptEvent, utcnow
-from tests.support.common import migrated_database
+from tests.support.common import eventually, migrated_database
 from tests.support.fakes import FakeModel
 from tests.support.slack_harness import Bot, running_bot
 from tests.support.slack_payloads import mention
@@ -32,14 +32,6 @@ def keeping(replica: str, stale: float = 30.0) -> Callable[[Deps], None]:
         deps.inbox = Inbox(deps.records.database, replica=replica, stale=stale)
 
     return configure
-
-
-async def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not within the time")
 
 
 async def test_a_question_is_kept_before_the_ack_and_finished_once_answered(tmp_path: Path) -> None:
@@ -75,13 +67,13 @@ async def test_another_replica_answers_what_a_silent_one_acknowledged(tmp_path: 
     ):
         message = a.slack.add_message("C1", "U1", QUESTION)
         await a.send_event(mention(message, "C1"))
-        await wait_for(lambda: len(stuck.requests) >= 1)
+        await eventually(lambda: len(stuck.requests) >= 1)
         # B beats, A never does (it is stuck); after `stale` seconds B takes A's question over
         assert b.deps.inbox is not None
         assert await b.deps.inbox.take_over() == 0  # not yet
         await asyncio.sleep(0.3)
         assert await b.deps.inbox.take_over() == 1
-        await wait_for(lambda: kept(b)[0].finished_at is not None)
+        await eventually(lambda: kept(b)[0].finished_at is not None)
         row = kept(b)[0]
         assert (row.owner, row.attempts) == ("replica-b", 2)
         answer = next(r for r in b.slack.replies if r.get("thread_ts") == message["ts"])

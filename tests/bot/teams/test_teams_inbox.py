@@ -13,7 +13,7 @@ from sqlmodel import select
 from bot.inbox import Inbox
 from bot.teams.deps import TeamsDeps
 from feedback.models import Answer, KeptEvent
-from tests.support.common import migrated_database
+from tests.support.common import eventually, migrated_database
 from tests.support.fakes import FakeModel
 from tests.support.teams_activities import message
 from tests.support.teams_harness import TeamsBot, running_teams_bot
@@ -31,14 +31,6 @@ def keeping(replica: str, stale: float = 30.0) -> Callable[[TeamsDeps], None]:
 def kept(bot: TeamsBot) -> list[KeptEvent]:
     with bot.database.reader() as session:
         return list(session.exec(select(KeptEvent)))
-
-
-async def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not within the time")
 
 
 async def test_a_question_is_kept_before_the_request_is_answered(tmp_path: Path) -> None:
@@ -63,12 +55,12 @@ async def test_another_replica_answers_what_a_silent_one_acknowledged(tmp_path: 
         running_teams_bot(tmp_path, database=database, configure=keeping("replica-b", stale=0.2)) as b,
     ):
         assert (await a.send(message(QUESTION, service_url=a.service_url))).is_success
-        await wait_for(lambda: stuck.requests)
+        await eventually(lambda: stuck.requests)
         assert b.deps.inbox is not None
         assert await b.deps.inbox.take_over() == 0  # not silent for long enough yet
         await asyncio.sleep(0.3)
         assert await b.deps.inbox.take_over() == 1
-        await wait_for(lambda: kept(b)[0].finished_at is not None)
+        await eventually(lambda: kept(b)[0].finished_at is not None)
         assert (kept(b)[0].owner, kept(b)[0].attempts) == ("replica-b", 2)
         with database.reader() as session:
             [answer] = session.exec(select(Answer)).all()
